@@ -1,0 +1,251 @@
+"""The complaint classifier: TF-IDF over word and character n-grams, then a linear model.
+
+``ComplaintClassifier`` follows scikit-learn's conventions: parameters are set in
+``__init__``, ``fit`` learns state whose names end in ``_``, and ``predict`` /
+``predict_proba`` work on lists of raw messages. Training uses scikit-learn; prediction
+needs only NumPy, so a cold ``predict`` from the command line stays fast.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import knowledge
+from .features import display, terms
+from .segment import Segmenter
+from .text import normalize
+
+
+@dataclass
+class Prediction:
+    """What the classifier says about one message."""
+
+    label: str
+    name: str
+    probability: float
+    top: list[tuple[str, float]]
+    needs_review: bool
+    top_terms: list[str]
+    truncated: bool = False
+    rule: str = field(init=False)
+    advice: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        entry = knowledge.info(self.label)
+        self.rule = entry.rule
+        self.advice = entry.advice_text()
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        out = asdict(self)
+        out["top"] = [{"label": lab, "probability": round(p, 4)} for lab, p in self.top]
+        out["probability"] = round(self.probability, 4)
+        return out
+
+
+class ComplaintClassifier:
+    """Label Chinese buyer messages with one of the taxonomy's 17 dispute labels.
+
+    Parameters
+    ----------
+    C : inverse regularisation strength of the logistic regression.
+    char_ngrams : (min, max) length of the character n-grams.
+    min_df : terms seen in fewer training messages are dropped.
+    class_weight : passed to ``LogisticRegression`` (``None`` or ``"balanced"``).
+    review_threshold : a prediction whose probability is below this needs review.
+    max_chars : only the first ``max_chars`` characters of a message are used.
+    """
+
+    def __init__(
+        self,
+        C: float = 10.0,
+        char_ngrams: tuple[int, int] = (1, 3),
+        min_df: int = 2,
+        class_weight: str | None = None,
+        review_threshold: float = 0.5,
+        max_chars: int = 2000,
+    ) -> None:
+        self.C = C
+        self.char_ngrams = char_ngrams
+        self.min_df = min_df
+        self.class_weight = class_weight
+        self.review_threshold = review_threshold
+        self.max_chars = max_chars
+
+    # -- scikit-learn estimator protocol -------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor parameters (as scikit-learn's ``clone`` expects)."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params) -> "ComplaintClassifier":
+        """Set constructor parameters; unknown names raise ``ValueError``."""
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r}; valid: {', '.join(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"ComplaintClassifier({args})"
+
+    # -- text to terms --------------------------------------------------------------------
+    @property
+    def _segmenter(self) -> Segmenter:
+        if "_segmenter_instance" not in self.__dict__:
+            self._segmenter_instance = Segmenter()
+        return self._segmenter_instance
+
+    def analyze(self, text: str) -> list[str]:
+        """The terms of one raw message: normalise, truncate, segment, n-grams."""
+        clean = normalize(text)[: self.max_chars]
+        return terms(clean, self._segmenter.cut(clean), tuple(self.char_ngrams))
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, texts, y) -> "ComplaintClassifier":
+        """Learn from raw messages ``texts`` and their label ids ``y``."""
+        return self.fit_terms([self.analyze(t) for t in _check_texts(texts)], y)
+
+    def fit_terms(self, docs: list[list[str]], y) -> "ComplaintClassifier":
+        """``fit`` on messages already turned into terms by ``analyze`` (saves work in cross-validation)."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        y = [str(label) for label in y]
+        if len(docs) != len(y):
+            raise ValueError(f"messages and labels differ in length: {len(docs)} != {len(y)}")
+        unknown = sorted(set(y) - set(knowledge.labels()))
+        if unknown:
+            raise ValueError(f"unknown label ids {unknown}; expected ids from the taxonomy: {knowledge.labels()}")
+        if len(set(y)) < 2:
+            raise ValueError("need messages of at least two labels to train")
+        vectorizer = TfidfVectorizer(
+            analyzer=_identity, min_df=self.min_df, sublinear_tf=True, dtype=np.float64
+        )
+        X = vectorizer.fit_transform(docs)
+        model = LogisticRegression(C=self.C, max_iter=3000, class_weight=self.class_weight)
+        model.fit(X, y)
+        vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+        self.classes_ = np.asarray(model.classes_, dtype=str)
+        self.terms_ = vocabulary
+        self.vocabulary_ = {term: i for i, term in enumerate(vocabulary)}
+        self.idf_ = vectorizer.idf_.astype(np.float32)
+        self.coef_ = np.ascontiguousarray(model.coef_.T, dtype=np.float32)
+        self.intercept_ = model.intercept_.astype(np.float32)
+        return self
+
+    # -- prediction -----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("this ComplaintClassifier is not fitted yet: call fit() or load a model")
+
+    def _vectorize(self, term_lists: list[list[str]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per message: the vocabulary columns present and their L2-normalised TF-IDF weights."""
+        vocabulary, idf = self.vocabulary_, self.idf_
+        columns, weights = [], []
+        for doc in term_lists:
+            counts = Counter(vocabulary[t] for t in doc if t in vocabulary)
+            cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            tf = np.fromiter((1.0 + math.log(c) for c in counts.values()), dtype=np.float32, count=len(counts))
+            w = tf * idf[cols]
+            norm = float(np.sqrt(w @ w)) if len(w) else 1.0
+            columns.append(cols)
+            weights.append(w / norm)
+        return columns, weights
+
+    def _scores(self, columns: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
+        scores = np.tile(self.intercept_, (len(columns), 1))
+        for i, (cols, w) in enumerate(zip(columns, weights)):
+            if len(cols):
+                scores[i] += w @ self.coef_[cols]
+        return scores
+
+    def predict_proba(self, texts) -> np.ndarray:
+        """Probabilities, one row per message, columns in the order of ``classes_``."""
+        return self.predict_proba_terms([self.analyze(t) for t in _check_texts(texts)])
+
+    def predict_proba_terms(self, docs: list[list[str]]) -> np.ndarray:
+        """``predict_proba`` on messages already turned into terms by ``analyze``."""
+        self._check_fitted()
+        return _softmax(self._scores(*self._vectorize(docs)))
+
+    def predict(self, texts) -> np.ndarray:
+        """The most probable label id of each message."""
+        return self.classes_[self.predict_proba(texts).argmax(axis=1)]
+
+    def explain(self, text: str, label: str | None = None, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` terms of ``text`` that pushed most toward ``label`` (default: the prediction)."""
+        self._check_fitted()
+        (cols,), (w,) = self._vectorize([self.analyze(_check_texts([text])[0])])
+        if label is None:
+            label = self.classes_[_softmax(self._scores([cols], [w]))[0].argmax()]
+        return self._top_terms(cols, w, self._class_index(label), k)
+
+    def _class_index(self, label: str) -> int:
+        hits = np.flatnonzero(self.classes_ == label)
+        if not len(hits):
+            raise ValueError(f"label {label!r} is not one of this model's classes: {list(self.classes_)}")
+        return int(hits[0])
+
+    def _top_terms(self, cols: np.ndarray, w: np.ndarray, j: int, k: int) -> list[tuple[str, float]]:
+        if not len(cols):
+            return []
+        coef = self.coef_[cols]
+        push = w * (coef[:, j] - coef.mean(axis=1))
+        best: dict[str, float] = {}
+        for i in np.argsort(-push):
+            if push[i] <= 0 or len(best) == k:
+                break
+            shown = display(self.terms_[cols[i]])
+            best.setdefault(shown, round(float(push[i]), 4))
+        return list(best.items())
+
+    def classify(self, texts, k: int = 3) -> list[Prediction]:
+        """Full predictions: label, name, probability, top ``k``, review flag, terms, rule and advice."""
+        self._check_fitted()
+        texts = _check_texts(texts)
+        columns, weights = self._vectorize([self.analyze(t) for t in texts])
+        probabilities = _softmax(self._scores(columns, weights))
+        out = []
+        for text, cols, w, p in zip(texts, columns, weights, probabilities):
+            order = np.argsort(-p)[:k]
+            j = int(order[0])
+            label = str(self.classes_[j])
+            out.append(
+                Prediction(
+                    label=label,
+                    name=knowledge.info(label).name,
+                    probability=float(p[j]),
+                    top=[(str(self.classes_[i]), float(p[i])) for i in order],
+                    needs_review=bool(p[j] < self.review_threshold or not len(cols)),
+                    top_terms=[t for t, _ in self._top_terms(cols, w, j, 5)],
+                    truncated=len(text) > self.max_chars,
+                )
+            )
+        return out
+
+
+def _identity(doc):
+    return doc
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    scores = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(scores)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("expected a list of messages, got a single str: wrap it in a list")
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"messages must be str; item {bad[0]} is {type(texts[bad[0]]).__name__}")
+    return texts

@@ -1,0 +1,75 @@
+"""Normalise raw buyer text before segmentation.
+
+``normalize`` is the first step of the one path every message takes, in training and
+in prediction alike:
+
+1. Unicode NFKC (full-width letters, digits and punctuation become half-width);
+2. traditional to simplified Chinese (OpenCC ``t2s``);
+3. repair of look-alike characters seen in scraped text (``resources/lookalikes.tsv``);
+4. Latin letters to lower case (placeholders stay upper case);
+5. masking of URLs, phone numbers, order numbers and money amounts into placeholder
+   tokens (``URL``, ``PHONE``, ``ORDER``, ``MONEY``): what matters is that one is there;
+6. collapsing of repeated punctuation and of whitespace.
+
+The function is idempotent: ``normalize(normalize(t)) == normalize(t)``.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from importlib import resources
+
+PLACEHOLDERS = ("URL", "PHONE", "ORDER", "MONEY")
+
+_URL = re.compile(r"(?:https?://|www\.)[^\s\u4e00-\u9fff，。！？]+|[a-z0-9.-]+\.(?:com|cn|net)(?:/[^\s\u4e00-\u9fff，。！？]*)?")
+_PHONE = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]{4}){2}(?![0-9])")
+_ORDER = re.compile(r"(?<![0-9])[0-9]{10,}(?![0-9])")
+_MONEY = re.compile(
+    r"[¥￥][ ]?[0-9]+(?:\.[0-9]+)?(?:元|块钱?)?"
+    r"|(?<![0-9.])[0-9]+(?:\.[0-9]+)?[ ]?(?:元|块钱|块(?![0-9a-z])|rmb)"
+)
+_REPEATED_PUNCT = re.compile(r"([!?.,~。！？，、…~～=\-_*#])\1+")
+_SPACES = re.compile(r"\s+")
+_UPPER = re.compile(r"[A-Z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
+
+
+@lru_cache(maxsize=1)
+def _lookalikes() -> dict[int, str]:
+    """The look-alike repair table as a ``str.translate`` map."""
+    table: dict[int, str] = {}
+    text = resources.files("classifier.resources").joinpath("lookalikes.tsv").read_text("utf-8")
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            wrong, right = line.split("\t")[:2]
+            table[ord(wrong)] = right
+    return table
+
+
+def _lower_unless_placeholder(match: re.Match) -> str:
+    word = match.group()
+    return word if word in PLACEHOLDERS else word.lower()
+
+
+@lru_cache(maxsize=1)
+def _converter():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def normalize(text: str) -> str:
+    """Return the normalised form of one message (see the module docstring)."""
+    if not isinstance(text, str):
+        raise TypeError(f"expected str, got {type(text).__name__}")
+    text = unicodedata.normalize("NFKC", text)
+    text = _CONTROL.sub(" ", text)
+    text = _converter().convert(text)
+    text = _UPPER.sub(_lower_unless_placeholder, text.translate(_lookalikes()))
+    text = _URL.sub(" URL ", text)
+    text = _PHONE.sub(" PHONE ", text)
+    text = _ORDER.sub(" ORDER ", text)
+    text = _MONEY.sub(" MONEY ", text)
+    text = _REPEATED_PUNCT.sub(r"\1", text)
+    return _SPACES.sub(" ", text).strip()
