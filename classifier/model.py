@@ -177,7 +177,8 @@ class ComplaintClassifier:
 
     def predict(self, texts) -> np.ndarray:
         """The most probable label id of each message."""
-        return self.classes_[self.predict_proba(texts).argmax(axis=1)]
+        proba = self.predict_proba(texts)
+        return self.classes_[proba.argmax(axis=1)]
 
     def explain(self, text: str, label: str | None = None, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` terms of ``text`` that pushed most toward ``label`` (default: the prediction)."""

@@ -1,0 +1,220 @@
+"""Batch labelling: formats, encodings, columns, roles, conversations, bad rows, atomic output.
+
+Every test checks the row-count invariant: every input row comes out, in order.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from classifier import artifact, knowledge
+from classifier.batch import label_table
+from classifier.tabular import TableError
+from conftest import read_csv, write_csv
+
+CHAT = [
+    ["s1", "买家", "2026-11-01 10:00", "在吗"],
+    ["s1", "卖家", "2026-11-01 10:01", "亲，在的"],
+    ["s1", "买家", "2026-11-01 10:02", "拍了五天了还不发货，怎么回事"],
+    ["s2", "买家", "2026-11-02 09:00", "好的谢谢"],
+    ["s2", "客服", "2026-11-02 09:01", "不客气"],
+    ["s3", "买家", "2026-11-03 12:00", ""],
+]
+HEADER = ["会话ID", "发送方", "时间", "聊天内容"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return artifact.load()
+
+
+def run(model, src, out, **kwargs):
+    summary = label_table(src, out, model, jobs=kwargs.pop("jobs", 1), **kwargs)
+    summary.check()
+    return summary
+
+
+def assert_same_rows(src_rows, out_rows, columns):
+    assert len(out_rows) == len(src_rows)
+    for original, row in zip(src_rows, out_rows):
+        assert [row[c] for c in columns] == original
+
+
+def test_chinese_headers_roles_and_gb18030(tmp_path, model):
+    src = write_csv(tmp_path / "chat.csv", HEADER, CHAT, encoding="gb18030")
+    out = tmp_path / "out.csv"
+    summary = run(model, src, out)
+    assert (summary.columns.text, summary.columns.role, summary.columns.conversation, summary.columns.time) == \
+        ("聊天内容", "发送方", "会话ID", "时间")
+    assert summary.encoding == "gb18030"
+    rows = read_csv(out)
+    assert_same_rows(CHAT, rows, HEADER)
+    assert [r["status"] for r in rows] == ["ok", "not_buyer", "ok", "ok", "not_buyer", "empty"]
+    assert all(r["label"] == "" for r in rows if r["status"] != "ok")
+    assert summary.rows_read == 6 and summary.labelled == 3 and summary.skipped == {"empty": 1, "not_buyer": 2}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_encodings_are_detected(tmp_path, model, encoding):
+    src = write_csv(tmp_path / "in.csv", HEADER, CHAT, encoding=encoding)
+    out = tmp_path / "out.csv"
+    run(model, src, out)
+    assert_same_rows(CHAT, read_csv(out), HEADER)
+
+
+def test_encoding_override_and_undecodable(tmp_path, model):
+    src = write_csv(tmp_path / "in.csv", HEADER, CHAT, encoding="gb18030")
+    with pytest.raises((TableError, UnicodeError)):
+        label_table(src, tmp_path / "o.csv", model, encoding="nonsense-enc", jobs=1)
+    out = tmp_path / "out.csv"
+    run(model, src, out, encoding="gb18030")
+    assert_same_rows(CHAT, read_csv(out), HEADER)
+
+
+def test_tsv_xlsx_jsonl_round_trip(tmp_path, model):
+    from openpyxl import Workbook, load_workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(HEADER)
+    for row in CHAT:
+        sheet.append(row)
+    book.save(tmp_path / "in.xlsx")
+    run(model, tmp_path / "in.xlsx", tmp_path / "out.xlsx")
+    values = list(load_workbook(tmp_path / "out.xlsx").active.iter_rows(values_only=True))
+    assert len(values) == len(CHAT) + 1
+    assert [[v or "" for v in row[:4]] for row in values[1:]] == CHAT
+
+    (tmp_path / "in.tsv").write_text("\n".join("\t".join(r) for r in [HEADER] + CHAT) + "\n", encoding="utf-8")
+    run(model, tmp_path / "in.tsv", tmp_path / "out.jsonl")
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text("utf-8").splitlines()]
+    assert [[r[c] for c in HEADER] for r in rows] == CHAT
+
+
+def test_sheet_option(tmp_path, model):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.title = "说明"
+    book.active.append(["nothing here"])
+    data = book.create_sheet("聊天")
+    data.append(["内容"])
+    data.append(["还没发货"])
+    book.save(tmp_path / "in.xlsx")
+    summary = run(model, tmp_path / "in.xlsx", tmp_path / "out.csv", sheet="聊天")
+    assert summary.labelled == 1
+    with pytest.raises(TableError, match="sheets: 说明, 聊天"):
+        label_table(tmp_path / "in.xlsx", tmp_path / "o.csv", model, sheet="nope")
+
+
+def test_flags_override_detection(tmp_path, model):
+    rows = [["a", "客户", "东西坏了"], ["b", "商家", "抱歉"]]
+    src = write_csv(tmp_path / "in.csv", ["cid", "who", "words"], rows)
+    summary = run(model, src, tmp_path / "out.csv", text_column="words", role_column="who",
+                  buyer_values=["客户"], conversation_column="cid")
+    assert [r["status"] for r in read_csv(tmp_path / "out.csv")] == ["ok", "not_buyer"]
+    assert summary.columns.conversation == "cid"
+
+
+def test_by_conversation(tmp_path, model):
+    src = write_csv(tmp_path / "chat.csv", HEADER, CHAT)
+    conversations = tmp_path / "conv.csv"
+    summary = run(model, src, tmp_path / "out.csv", by_conversation=True, conversation_output=conversations)
+    rows = {r["conversation_id"]: r for r in read_csv(conversations)}
+    assert summary.conversations == 2 and set(rows) == {"s1", "s2"}
+    assert rows["s1"]["buyer_messages"] == "2" and rows["s2"]["buyer_messages"] == "1"
+    s1 = rows["s1"]
+    assert s1["label"] in knowledge.labels() and len(s1["top3"].split("; ")) == 3
+    assert s1["driving_message"] in ("在吗", "拍了五天了还不发货，怎么回事")
+    assert s1["driving_line"] in ("2", "4")
+
+
+def test_by_conversation_needs_a_conversation_column(tmp_path, model):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["x"]])
+    with pytest.raises(TableError, match="conversation"):
+        label_table(src, tmp_path / "o.csv", model, by_conversation=True, conversation_output=tmp_path / "c.csv")
+
+
+def test_malformed_rows_are_kept_with_line_numbers(tmp_path, model):
+    src = tmp_path / "bad.csv"
+    src.write_text('id,内容\n1,好的\n2,还没发货,多出来的字段\n3,"没有闭合的引号\n4,快递丢了\n5\n', encoding="utf-8")
+    out = tmp_path / "out.csv"
+    summary = run(model, src, out)
+    rows = read_csv(out)
+    assert [r["id"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert rows[0]["status"] == "ok" and rows[3]["status"] == "ok"
+    assert rows[1]["status"].startswith("error:") and rows[1]["内容"] == "还没发货,多出来的字段"
+    assert rows[2]["status"] == "error:unbalanced quote" and "没有闭合的引号" in rows[2]["内容"]
+    assert rows[4]["status"].startswith("error:expected 2 fields")
+    assert summary.rows_read == 5
+
+
+def test_empty_and_header_only_files(tmp_path, model):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(TableError, match="empty"):
+        label_table(tmp_path / "empty.csv", tmp_path / "o.csv", model)
+    (tmp_path / "header.csv").write_text("id,内容\n", encoding="utf-8")
+    summary = run(model, tmp_path / "header.csv", tmp_path / "o.csv")
+    assert summary.rows_read == 0 and read_csv(tmp_path / "o.csv") == []
+    assert (tmp_path / "o.csv").read_text("utf-8-sig").startswith("id,内容,label")
+
+
+def test_output_folder_must_exist(tmp_path, model):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["x"]])
+    with pytest.raises(TableError, match="does not exist"):
+        label_table(src, tmp_path / "no" / "o.csv", model)
+
+
+def test_several_processes_give_the_same_output(tmp_path, model):
+    rows = [[str(i), text] for i, text in enumerate(["还没发货", "好的", "坏了", "", "快递丢了"] * 40)]
+    src = write_csv(tmp_path / "in.csv", ["id", "内容"], rows)
+    run(model, src, tmp_path / "one.csv", jobs=1, chunk_size=7)
+    run(model, src, tmp_path / "two.csv", jobs=2, chunk_size=7)
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+    assert [r["id"] for r in read_csv(tmp_path / "two.csv")] == [r[0] for r in rows]
+
+
+def test_max_chars_marks_truncated(tmp_path, model):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货" * 100], ["好"]])
+    run(model, src, tmp_path / "o.csv", max_chars=50)
+    assert [r["status"] for r in read_csv(tmp_path / "o.csv")] == ["truncated", "ok"]
+
+
+def test_redact(tmp_path, model):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["收件人：王小明 电话13812345678 还没发货"]])
+    run(model, src, tmp_path / "o.csv", redact=True)
+    text = read_csv(tmp_path / "o.csv")[0]["内容"]
+    assert "13812345678" not in text and "王小明" not in text and "还没发货" in text
+
+
+def test_report(tmp_path, model):
+    from classifier.report import write_report
+
+    src = write_csv(tmp_path / "chat.csv", HEADER, CHAT)
+    summary = run(model, src, tmp_path / "out.csv")
+    write_report(summary, tmp_path / "r.html", title="chat.csv")
+    html = (tmp_path / "r.html").read_text("utf-8")
+    assert "<svg" in html and "需人工复核" in html
+    write_report(summary, tmp_path / "r.md")
+    assert (tmp_path / "r.svg").exists() and "r.svg" in (tmp_path / "r.md").read_text("utf-8")
+
+
+def test_killed_run_leaves_no_output(tmp_path):
+    rows = [[str(i), f"第{i}条 还没发货吗"] for i in range(60000)]
+    src = write_csv(tmp_path / "big.csv", ["id", "内容"], rows)
+    out = tmp_path / "out.csv"
+    script = Path(sys.executable).parent / "complaint-classifier"
+    proc = subprocess.Popen([str(script), "label", str(src), "-o", str(out), "--jobs", "1", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.endswith(".part") for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
