@@ -6,7 +6,10 @@ return, or the ``cross_validation`` / ``dev_evaluation`` entries of a model's me
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -149,6 +152,69 @@ def summarize_comparison(comparison: pd.DataFrame) -> str:
 
 
 # -- training ----------------------------------------------------------------------------------
+CV_CACHE_DIR = Path(tempfile.gettempdir()) / "complaint-classifier-cv"
+_CV_ARRAYS = ("probabilities", "predictions", "index")
+
+
+def _code_fingerprint() -> str:
+    """A hash of the package's code and resources: a cached result is stale when they change."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and path.suffix in {".py", ".toml", ".txt", ".tsv"} and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def cv_cache_key(corpus: pd.DataFrame, params: dict | None, folds: int, seed: int) -> str:
+    """What a cross-validation result depends on: rows (with source and origin), parameters, code, libraries."""
+    from .training import library_versions
+
+    digest = hashlib.sha256()
+    for column in ("text", "label", "source", "origin"):
+        values = corpus[column].fillna("").astype(str) if column in corpus else pd.Series([""] * len(corpus))
+        digest.update("\x1f".join(values).encode("utf-8") + b"\x1e")
+    key = {"params": params or {}, "folds": folds, "seed": seed, "versions": library_versions(), "code": _code_fingerprint()}
+    digest.update(json.dumps(key, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+def cross_validate_cached(corpus: pd.DataFrame, params: dict | None = None, folds: int = 5, seed: int = 0,
+                          cache_dir=CV_CACHE_DIR) -> dict:
+    """``training.cross_validate``, reusing an earlier identical run saved in ``cache_dir``.
+
+    The cache key covers the rows in order, ``params``, ``folds``, ``seed``, the package's
+    code and the library versions, so a changed input never hits a stale result. Notebooks
+    02 and 03 share one run this way. ``cache_dir=None`` always recomputes.
+    """
+    from .training import cross_validate
+
+    path = Path(cache_dir) / f"cv-{cv_cache_key(corpus, params, folds, seed)}.npz" if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                result = json.loads(data["scores"].tobytes().decode("utf-8"))
+                result.update({name: data[name] for name in _CV_ARRAYS})
+            result["cached"] = str(path)
+            return result
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: recompute and overwrite
+    result = cross_validate(corpus, params, folds=folds, seed=seed)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scores_part = {k: v for k, v in result.items() if k not in _CV_ARRAYS}
+            arrays = {name: np.asarray(result[name]) for name in _CV_ARRAYS}
+            arrays["predictions"] = arrays["predictions"].astype(str)
+            arrays["scores"] = np.frombuffer(json.dumps(scores_part).encode("utf-8"), dtype=np.uint8)
+            from .artifact import atomic_write
+
+            atomic_write(path, lambda fh: np.savez(fh, **arrays))
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+    return result
+
+
 def train_from_cv(corpus: pd.DataFrame, cv: dict, params: dict | None = None, seed: int | None = None):
     """``training.train`` reusing a ``cross_validate`` result instead of running a second one.
 
@@ -210,14 +276,16 @@ def confusions(oof: pd.DataFrame, top: int = 15) -> pd.DataFrame:
     return pairs.sort_values(["count", "label", "predicted"], ascending=[False, True, True]).head(top).reset_index(drop=True)
 
 
-def explain_rows(frame: pd.DataFrame, model, k: int = 5, label_column: str = "predicted") -> pd.DataFrame:
-    """``frame`` plus ``terms``: the terms of each text that pushed ``model`` toward its ``label_column``.
+def explain_rows(frame: pd.DataFrame, model, k: int = 5, label_column: str = "predicted",
+                 column: str = "terms") -> pd.DataFrame:
+    """``frame`` plus ``column``: the ``k`` terms of each text that pushed ``model`` toward its ``label_column``.
 
-    Labels the model does not know get an empty ``terms``.
+    The terms come from ``model.explain``, joined with ``、``; a label the model does not
+    know gets an empty string.
     """
     known = set(map(str, model.classes_))
     out = frame.copy()
-    out["terms"] = [
+    out[column] = [
         "、".join(term for term, _ in model.explain(text, label=label, k=k)) if label in known else ""
         for text, label in zip(frame["text"], frame[label_column])
     ]

@@ -98,24 +98,17 @@ def _init_worker(model: ComplaintClassifier) -> None:
     _WORKER_MODEL = model
 
 
-def _score_chunk(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _score_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return score(_WORKER_MODEL, texts)
 
 
 def score(model: ComplaintClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (float32, one row per text) and whether each text had any known term.
-
-    Repeated texts are scored once.
-    """
-    unique = list(dict.fromkeys(texts))
-    columns, weights = model._vectorize([model.analyze(t) for t in unique])
-    proba = model._scores(columns, weights)
-    proba = np.exp(proba - proba.max(axis=1, keepdims=True))
-    proba /= proba.sum(axis=1, keepdims=True)
-    signal = np.array([len(c) > 0 for c in columns])
-    where = {t: i for i, t in enumerate(unique)}
-    index = [where[t] for t in texts]
-    return proba[index].astype(np.float32), signal[index]
+    """Probabilities (float32, one row per text) and whether each text had any known term."""
+    columns, weights = model._vectorize([model.analyze(t) for t in texts])
+    scores = model._scores(columns, weights)
+    proba = np.exp(scores - scores.max(axis=1, keepdims=True))
+    proba = (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
+    return proba, np.array([len(c) > 0 for c in columns], dtype=bool)
 
 
 # -- main side --------------------------------------------------------------------------------
@@ -178,7 +171,7 @@ def label_table(
 
         def flush(block):
             rows, texts, wanted = block
-            proba, signal = scorer.result(texts)
+            proba, signal = scorer.result()
             k = 0
             for row, status in rows:
                 extra = [""] * 6
@@ -240,26 +233,46 @@ def _blocks(rows, text_at, role_at, buyer_values, max_chars, chunk_size, summary
 
 
 class _Scorer:
-    """Score chunks in order, in this process or a pool of ``jobs`` processes."""
+    """Score chunks in submission order, in this process or on a pool of ``jobs`` processes.
 
-    def __init__(self, model: ComplaintClassifier, jobs: int) -> None:
+    Texts already scored are remembered (chat exports repeat 好的, 在吗, 谢谢 …), so only
+    new texts are sent to the workers.
+    """
+
+    def __init__(self, model: ComplaintClassifier, jobs: int, max_cached: int = 300_000) -> None:
         self.model = model
+        self.max_cached = max_cached
+        self.cache: dict[str, tuple[np.ndarray, bool]] = {}
+        self.queue: deque = deque()
+        self.pending: set[str] = set()
         self.pool = None
-        self.futures: deque = deque()
         if jobs > 1:
             context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
             self.pool = context.Pool(jobs, initializer=_init_worker, initargs=(model,))
 
     def submit(self, texts: list[str]) -> None:
-        if self.pool is not None and texts:
-            self.futures.append(self.pool.apply_async(_score_chunk, (texts,)))
+        new = [t for t in dict.fromkeys(texts) if t not in self.cache and t not in self.pending]
+        self.pending.update(new)
+        if self.pool is not None and new:
+            work = self.pool.apply_async(_score_in_worker, (new,))
+        else:
+            work = score(self.model, new) if new else None
+        self.queue.append((texts, new, work))
 
-    def result(self, texts: list[str]):
-        if not texts:
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """The scores of the oldest submitted chunk."""
+        texts, new, work = self.queue.popleft()
+        if new:
+            proba, signal = work.get() if hasattr(work, "get") else work
+            self.cache.update(zip(new, zip(proba, signal)))
+            self.pending.difference_update(new)
+        hits = [self.cache[t] for t in texts]
+        if len(self.cache) > self.max_cached:
+            keep = {t for queued, _, _ in self.queue for t in queued}
+            self.cache = {t: v for t, v in self.cache.items() if t in keep}
+        if not hits:
             return np.zeros((0, len(self.model.classes_)), np.float32), np.zeros(0, bool)
-        if self.pool is None:
-            return score(self.model, texts)
-        return self.futures.popleft().get()
+        return np.array([p for p, _ in hits]), np.array([s for _, s in hits])
 
     def __enter__(self) -> "_Scorer":
         return self

@@ -164,6 +164,9 @@ def cmd_label(args) -> int:
     conversations = None
     if args.by_conversation:
         conversations = args.conversations or _sibling(args.output, "conversations")
+    for extra in (args.output if args.output != "-" else None, args.report, conversations):  # fail before any work
+        if extra and not Path(extra).resolve().parent.is_dir():
+            raise UsageError(f"output folder does not exist: {Path(extra).resolve().parent}")
     show = not args.quiet
     bar = _progress_bar() if show and sys.stderr.isatty() else None
 
@@ -201,6 +204,9 @@ def cmd_label(args) -> int:
         if conversations:
             print(f"conversations labelled {summary.conversations} -> {conversations}", file=sys.stderr)
         print(f"wrote {args.output}" + (f" and {args.report}" if args.report else ""), file=sys.stderr)
+    if not args.encoding and summary.encoding not in (None, "utf-8", "utf-8-sig", "gb18030"):
+        print(f"note: {args.input} was read as {summary.encoding} (a guess); pass --encoding if the text looks wrong",
+              file=sys.stderr)
     return 0
 
 
@@ -242,14 +248,16 @@ def cmd_train(args) -> int:
     if cv:
         print(f"cross-validated macro-F1 {cv['macro_f1']:.3f} over {cv['folds']} folds", file=sys.stderr)
     if args.dev:
-        print(f"{args.dev}: macro-F1 {meta['dev_evaluation']['macro_f1']:.3f}", file=sys.stderr)
+        dev = meta["dev_evaluation"]
+        print(f"{args.dev}: macro-F1 {dev['macro_f1_min5']:.3f} over labels with >= 5 items "
+              f"({dev['macro_f1']:.3f} over all)", file=sys.stderr)
     print(f"wrote {args.output} ({meta['model_bytes'] / 1e6:.1f} MB), review threshold "
           f"{model.review_threshold}", file=sys.stderr)
     return 0
 
 
 def _brief(result: dict) -> dict:
-    return {k: result[k] for k in ("n", "macro_f1", "accuracy", "per_label")}
+    return {k: result[k] for k in ("n", "macro_f1", "macro_f1_min5", "accuracy", "per_label")}
 
 
 def cmd_evaluate(args) -> int:
@@ -262,7 +270,8 @@ def cmd_evaluate(args) -> int:
     print(f"{'label':24} {'prec':>6} {'rec':>6} {'f1':>6} {'n':>5}")
     for label, r in result["per_label"].items():
         print(f"{label:24} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} {r['support']:5d}")
-    print(f"n={result['n']} accuracy={result['accuracy']:.3f} macro_f1={result['macro_f1']:.3f}")
+    print(f"n={result['n']} accuracy={result['accuracy']:.3f} macro_f1={result['macro_f1']:.3f} "
+          f"macro_f1 (labels with >= 5 items)={result['macro_f1_min5']:.3f}")
     print("confusion matrix (rows gold, columns predicted):")
     labels = result["labels"]
     print(" " * 6 + " ".join(f"{i:>4}" for i in range(len(labels))))
@@ -310,7 +319,8 @@ def cmd_info(args) -> int:
     if cv:
         print(f"cross-validated macro-F1: {cv['macro_f1']:.3f} ({cv['folds']} folds, n={cv['n']})")
     if dev:
-        print(f"real-text macro-F1 ({dev['file']}): {dev['macro_f1']:.3f} (n={dev['n']})")
+        print(f"real-text macro-F1 ({dev['file']}): {dev.get('macro_f1_min5', dev['macro_f1']):.3f} "
+              f"over labels with >= 5 items (n={dev['n']})")
     print("messages per label: " + ", ".join(f"{k} {v}" for k, v in meta.get("counts_per_label", {}).items()))
     print("libraries: " + ", ".join(f"{k} {v}" for k, v in meta.get("library_versions", {}).items()))
     return 0

@@ -173,7 +173,12 @@ def length_by_label(corpus: pd.DataFrame, ax=None, chinese: bool | None = None):
     order = [lab for lab in knowledge.labels() if lab in set(corpus["label"])]
     lengths = corpus["text"].str.len()
     data = [lengths[corpus["label"] == lab].to_numpy() for lab in order]
-    ax.boxplot(data, vert=False, showfliers=False)
+    import inspect
+
+    if "orientation" in inspect.signature(ax.boxplot).parameters:  # matplotlib >= 3.10
+        ax.boxplot(data, orientation="horizontal", showfliers=False)
+    else:
+        ax.boxplot(data, vert=False, showfliers=False)
     ax.set_yticks(np.arange(1, len(order) + 1), _names(order, chinese))
     ax.invert_yaxis()
     ax.set_xlabel("characters")

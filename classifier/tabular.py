@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +28,7 @@ BUYER_VALUES = ["买家", "buyer", "customer", "客户", "顾客", "用户", "us
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 ENCODINGS = ["utf-8", "gb18030"]
-MAX_RECORD_LINES = 50
+MAX_RECORD_CHARS = 1 << 22  # a quoted field longer than this is taken as an unbalanced quote
 SAMPLE_BYTES = 1 << 16
 
 
@@ -75,11 +76,14 @@ def detect_encoding(path: str | os.PathLike) -> str:
         sample = fh.read(SAMPLE_BYTES)
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    final = len(sample) < SAMPLE_BYTES
     for encoding in ENCODINGS:
         try:
-            codecs.getincrementaldecoder(encoding)().decode(sample, final=len(sample) < SAMPLE_BYTES)
+            codecs.getincrementaldecoder(encoding)().decode(sample, final=final)
             return encoding
         except UnicodeDecodeError:
+            if encoding == "utf-8" and _mostly_utf8(sample, final):
+                return encoding  # a few stray bytes in UTF-8 text: read with U+FFFD, not as another encoding
             continue
     from charset_normalizer import from_bytes
 
@@ -88,6 +92,15 @@ def detect_encoding(path: str | os.PathLike) -> str:
         raise TableError(f"cannot decode {path}: tried {', '.join(ENCODINGS)} and automatic detection; "
                          "pass --encoding")
     return best.encoding
+
+
+def _mostly_utf8(sample: bytes, final: bool) -> bool:
+    """Whether ``sample`` is UTF-8 text with a few invalid bytes (valid multi-byte characters
+    outnumber the invalid bytes two to one); GB18030 or Latin-1 text is far from that."""
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(sample, final=final)
+    bad = text.count("\ufffd")
+    wide = sum(1 for ch in text if ord(ch) > 127) - bad
+    return wide > 2 * bad
 
 
 def open_table(path, *, fmt: str | None = None, encoding: str | None = None, sheet: str | None = None) -> TableReader:
@@ -115,36 +128,78 @@ def _text_lines(path: str, encoding: str) -> Iterator[str]:
         yield from fh
 
 
-def _records(lines: Iterator[str]) -> Iterator[tuple[int, list[str], bool]]:
-    """Group physical lines into CSV records: (first line number, lines, quotes balanced)."""
-    number = 0
-    pending: list[str] = []
-    start = 0
-    for line in lines:
-        number += 1
-        if not pending:
-            start = number
-        pending.append(line)
-        if sum(part.count('"') for part in pending) % 2 == 0:
-            yield start, pending, True
-            pending = []
-        elif len(pending) >= MAX_RECORD_LINES:
-            # An unbalanced quote: give up on the first line alone and re-read the rest.
-            yield start, pending[:1], False
-            rest, pending = pending[1:], []
-            for offset, item in enumerate(_records(iter(rest))):
-                yield item[0] + start, item[1], item[2]
-    if pending:
-        yield start, pending[:1], False
-        yield from ((s + start, ls, ok) for s, ls, ok in _records(iter(pending[1:])))
+def _scan(line: str, delimiter: str, quoted: bool) -> str:
+    """How ``line`` leaves a CSV record that was (``quoted``) or was not inside a quoted field:
+    ``"open"`` (still inside one), ``"closed"``, or ``"bad"`` (text after a closing quote).
+
+    A quote opens a field only at the start of the field; elsewhere it is text.
+    """
+    bad = False
+    i = 0
+    while True:
+        if quoted:
+            j = line.find('"', i)
+            if j < 0:
+                return "open"
+            if line.startswith('"', j + 1):  # an escaped quote
+                i = j + 2
+                continue
+            quoted = False
+            k = line.find(delimiter, j + 1)
+            bad = bad or bool(line[j + 1 : k if k >= 0 else len(line)].strip(" \t\r\n"))
+            if k < 0:
+                return "bad" if bad else "closed"
+            i = k + 1
+        elif line.startswith('"', i):
+            quoted = True
+            i += 1
+        else:
+            k = line.find(delimiter, i)
+            if k < 0:
+                return "bad" if bad else "closed"
+            i = k + 1
+
+
+def _records(lines: Iterator[str], delimiter: str = ",") -> Iterator[tuple[int, list[str], bool]]:
+    """Group physical lines into CSV records: (first line number, lines, quotes balanced).
+
+    A quoted field that never closes, closes with text after its quote across lines, or runs past
+    ``MAX_RECORD_CHARS`` is unbalanced: its first line comes back alone and the rest is read again.
+    """
+    source = enumerate(lines, 1)
+    replay: deque = deque()
+    pending: list[tuple[int, str]] = []
+    size, quoted = 0, False
+    while True:
+        item = replay.popleft() if replay else next(source, None)
+        if item is None:
+            if not pending:
+                return
+            state = "eof"
+        else:
+            pending.append(item)
+            size += len(item[1])
+            state = _scan(item[1], delimiter, quoted) if quoted or '"' in item[1] else "closed"
+            if state == "bad" and len(pending) == 1:
+                state = "closed"  # one line: the csv module reads it leniently
+            if state == "open" and size < MAX_RECORD_CHARS:
+                quoted = True
+                continue
+        if state == "closed":
+            yield pending[0][0], [line for _, line in pending], True
+        else:
+            yield pending[0][0], [pending[0][1]], False
+            replay.extendleft(reversed(pending[1:]))
+        pending, size, quoted = [], 0, False
 
 
 def _parse(lines: list[str], delimiter: str) -> list[str]:
-    return next(csv.reader(["".join(lines)], delimiter=delimiter), [])
+    return next(csv.reader(lines, delimiter=delimiter), [])
 
 
 def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str) -> TableReader:
-    records = _records(_text_lines(path, encoding))
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a message may be longer than the default 128 KiB
+    records = _records(_text_lines(path, encoding), delimiter)
     try:
         first = next(records)
     except UnicodeDecodeError as exc:
@@ -166,7 +221,11 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str) -> Table
                 values = text.rstrip("\r\n").split(delimiter)
                 yield Row(line, _fit(values, width, delimiter), "unbalanced quote")
                 continue
-            values = _parse(lines, delimiter)
+            try:
+                values = _parse(lines, delimiter)
+            except csv.Error as exc:
+                yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), f"bad CSV: {exc}")
+                continue
             error = None if len(values) == width else f"expected {width} fields, got {len(values)}"
             yield Row(line, _fit(values, width, delimiter), error)
 
@@ -182,16 +241,15 @@ def _fit(values: list[str], width: int, delimiter: str) -> list[str]:
 
 def _unique_names(names: list[str]) -> list[str]:
     """Header names made unique (``内容``, ``内容.1``) and blank ones named by position."""
-    seen: dict[str, int] = {}
-    out = []
+    taken = {name for name in names if name}
+    out: list[str] = []
     for i, name in enumerate(names):
-        name = name or f"column_{i + 1}"
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}.{seen[name]}"
-        else:
-            seen[name] = 0
-        out.append(name)
+        base = candidate = name or f"column_{i + 1}"
+        number = 0
+        while candidate in out or (candidate != name and candidate in taken):  # never reuse an existing name
+            number += 1
+            candidate = f"{base}.{number}"
+        out.append(candidate)
     return out
 
 

@@ -129,15 +129,21 @@ def data_sha256(corpus: pd.DataFrame) -> str:
 
 
 def scores(y_true, y_pred, labels=None) -> dict:
-    """Per-label precision, recall, F1 and support, macro-F1, accuracy and the confusion matrix."""
+    """Per-label precision, recall, F1 and support, macro-F1, accuracy and the confusion matrix.
+
+    ``macro_f1`` averages the labels present in ``y_true``; ``macro_f1_min5`` only those with
+    at least 5 gold items (the headline of ``shared/tools/score.py``).
+    """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     labels = list(labels or [lab for lab in knowledge.labels() if lab in set(y_true) | set(y_pred)])
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = [i for i, lab in enumerate(labels) if s[i] > 0]
+    frequent = [i for i in present if s[i] >= 5]
     return {
         "n": len(y_true),
         "macro_f1": float(np.mean([f[i] for i in present])) if present else 0.0,
+        "macro_f1_min5": float(np.mean([f[i] for i in frequent])) if frequent else 0.0,
         "accuracy": float(np.mean(np.asarray(y_true) == np.asarray(y_pred))),
         "per_label": {
             lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}

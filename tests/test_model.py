@@ -16,7 +16,7 @@ def test_inference_matches_scikit_learn(small_corpus):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    model = ComplaintClassifier(min_df=1)
+    model = ComplaintClassifier(min_df=1, other_prior=None)
     texts, y = small_corpus["text"].tolist(), small_corpus["label"].tolist()
     docs = [model.analyze(t) for t in texts]
     model.fit_terms(docs, y)
@@ -87,3 +87,17 @@ def test_params_round_trip():
     model = ComplaintClassifier(C=3.0, min_df=1)
     assert model.get_params()["C"] == 3.0
     assert ComplaintClassifier(**model.get_params()).get_params() == model.get_params()
+
+
+def test_other_prior_shifts_only_the_other_intercept(small_corpus):
+    texts, y = small_corpus["text"].tolist(), small_corpus["label"].tolist()
+    plain = ComplaintClassifier(min_df=1, other_prior=None).fit(texts, y)
+    shifted = ComplaintClassifier(min_df=1, other_prior=0.8).fit(texts, y)
+    delta = shifted.intercept_ - plain.intercept_
+    other = list(plain.classes_).index("other")
+    trained = y.count("other") / len(y)
+    assert delta[other] == pytest.approx(np.log(0.8 / 0.2 * (1 - trained) / trained), rel=1e-5)
+    assert np.allclose(np.delete(delta, other), 0)
+    assert (shifted.predict_proba(["嗯"])[:, other] > plain.predict_proba(["嗯"])[:, other]).all()
+    with pytest.raises(ValueError, match="other_prior"):
+        ComplaintClassifier(min_df=1, other_prior=1.5).fit(texts, y)

@@ -1,0 +1,106 @@
+"""Property tests: normalisation, prediction and table round trips hold for any input.
+
+The number of examples of each property is fixed in its ``settings``; the shipped model is
+loaded once for the module.
+"""
+import csv
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from classifier import LABELS, load_model
+from classifier.batch import LABEL_COLUMNS, label_table, output_columns
+from classifier.text import normalize
+
+NORMALIZE_EXAMPLES = 3000
+PREDICT_EXAMPLES = 1000
+TABLE_EXAMPLES = 1000
+
+MODEL = load_model()
+
+# Text that exercises what the normaliser and the model care about, mixed with any Unicode.
+SPECIAL = list("，。！？、…~～=-_*#.,!? \t\n\r\u3000\u200b\ufeff\x00¥￥元块")
+PIECES = ["还没发货", "快递丢了", "退款", "七天无理由", "質量太差", "13812345678", "https://t.cn/abc",
+          "12345678901234", "¥99.5", "5块钱", "ＡＢＣ１２３", "ORDER", "URL", "😀", "👍🏻", "<b>", "&nbsp;"]
+messages = st.one_of(
+    st.text(),
+    st.lists(st.one_of(st.sampled_from(PIECES), st.sampled_from(SPECIAL), st.text(max_size=3)),
+             max_size=12).map("".join),
+)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "text.normalize masks money before it collapses whitespace, and _MONEY allows one space between "
+    "the number and 元/块/¥: '0\\n元' -> '0 元' -> 'MONEY'"))
+@settings(max_examples=NORMALIZE_EXAMPLES, deadline=None, database=None)
+@given(messages)
+@example("0\n元")
+def test_normalize_is_idempotent(text):
+    once = normalize(text)
+    assert normalize(once) == once
+
+
+@settings(max_examples=NORMALIZE_EXAMPLES, deadline=None, database=None)
+@given(messages)
+def test_normalize_settles_after_the_second_pass(text):
+    """Until the bug above is fixed: never raises, and the second pass is a fixed point."""
+    twice = normalize(normalize(text))
+    assert isinstance(twice, str) and normalize(twice) == twice
+
+
+@settings(max_examples=PREDICT_EXAMPLES, deadline=None, database=None)
+@given(messages)
+def test_prediction_is_a_distribution_and_a_known_label(text):
+    (row,) = MODEL.predict_proba([text])
+    assert row.shape == (len(MODEL.classes_),)
+    assert np.all(np.isfinite(row)) and np.all(row >= 0)
+    assert abs(float(row.sum()) - 1) < 1e-4
+    (prediction,) = MODEL.classify([text])
+    assert prediction.label in LABELS
+    assert 0 <= prediction.probability <= 1
+
+
+HEADER_POOL = ["id", "内容", "text", "聊天内容", "备注", "会话ID", "发送方", "role", "时间", "label", "status",
+               "评论", "a,b", 'say "hi"', "多\n行", "😀", "column_2"]
+CELL_ALPHABET = st.one_of(st.sampled_from(list(',"\n\r\t ;\'“”，。买家卖家还没发货😀🦄')), st.characters())
+# Rare large cells: a message of many lines, and one longer than the csv module's default field limit.
+LARGE = ["第一行\n" * 60, "\r\n".join(["很长"] * 70), "长" * 140_000]
+cells = st.one_of(st.just(""), st.sampled_from(["NaN", "null", "None", "买家", "卖家"]),
+                  st.text(CELL_ALPHABET, max_size=12), st.sampled_from(LARGE))
+
+
+@st.composite
+def tables(draw):
+    header = draw(st.lists(st.sampled_from(HEADER_POOL), min_size=1, max_size=4, unique=True))
+    rows = draw(st.lists(st.lists(cells, min_size=len(header), max_size=len(header)), max_size=6))
+    text_column = draw(st.sampled_from(header))
+    return header, rows, text_column
+
+
+@settings(max_examples=TABLE_EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(tables())
+def test_label_table_keeps_every_row_in_order(table):
+    header, rows, text_column = table
+    with tempfile.TemporaryDirectory() as folder:
+        src, out = Path(folder) / "in.csv", Path(folder) / "out.csv"
+        with open(src, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+        summary = label_table(src, out, MODEL, jobs=1, text_column=text_column)
+        with open(out, encoding="utf-8-sig", newline="") as fh:
+            written = list(csv.reader(fh))
+    assert written[0] == output_columns(header)
+    assert [row[: len(header)] for row in written[1:]] == rows
+    assert summary.rows_read == len(rows)
+    statuses = [row[len(header) + LABEL_COLUMNS.index("status")] for row in written[1:]]
+    assert all(s in ("ok", "truncated", "empty", "not_buyer") for s in statuses), statuses
+    at = header.index(text_column)
+    for row, status in zip(rows, statuses):
+        if status in ("ok", "truncated"):
+            assert row[at].strip()
