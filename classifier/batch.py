@@ -85,7 +85,16 @@ def resolve_columns(header, text=None, role=None, conversation=None, buyer_value
 def output_columns(header: list[str]) -> list[str]:
     """The input columns, then the label columns; an input column with a label column's name
     keeps its values under ``input_<name>``."""
-    renamed = [f"input_{c}" if c in LABEL_COLUMNS else c for c in header]
+    taken = set(header) | set(LABEL_COLUMNS)
+    renamed = []
+    for name in header:
+        if name in LABEL_COLUMNS:
+            new = f"input_{name}"
+            while new in taken:
+                new = f"input_{new}"
+            taken.add(new)
+            name = new
+        renamed.append(name)
     return renamed + LABEL_COLUMNS
 
 

@@ -9,15 +9,22 @@ Training and prediction call the same ``terms`` function, so they cannot drift a
 """
 from __future__ import annotations
 
+import re
+
+from .text import PLACEHOLDERS
+
 WORD_PREFIX = "w:"
 CHAR_PREFIX = "c:"
+# In character n-grams a placeholder (URL, PHONE, ORDER, MONEY) is one symbol, not its letters.
+_SYMBOLS = {name: chr(0xE000 + i) for i, name in enumerate(PLACEHOLDERS)}
+_PLACEHOLDER = re.compile("|".join(PLACEHOLDERS))
 
 
 def terms(text: str, words: list[str], char_ngrams: tuple[int, int] = (1, 3)) -> list[str]:
     """All word and character n-gram terms of one message (with repeats)."""
     out = [WORD_PREFIX + w for w in words]
     out += [f"{WORD_PREFIX}{a} {b}" for a, b in zip(words, words[1:])]
-    chars = text.replace(" ", "")
+    chars = _PLACEHOLDER.sub(lambda m: _SYMBOLS[m.group()], text).replace(" ", "")
     low, high = char_ngrams
     for n in range(low, high + 1):
         out += [CHAR_PREFIX + chars[i : i + n] for i in range(len(chars) - n + 1)]
@@ -25,5 +32,8 @@ def terms(text: str, words: list[str], char_ngrams: tuple[int, int] = (1, 3)) ->
 
 
 def display(term: str) -> str:
-    """A term as a person reads it: the prefix dropped, word bigrams joined."""
-    return term[2:].replace(" ", "")
+    """A term as a person reads it: the prefix dropped, word bigrams joined, placeholders named."""
+    shown = term[2:].replace(" ", "")
+    for name, symbol in _SYMBOLS.items():
+        shown = shown.replace(symbol, name)
+    return shown

@@ -66,7 +66,7 @@ class ComplaintClassifier:
 
     def __init__(
         self,
-        C: float = 3.0,
+        C: float = 10.0,
         char_ngrams: tuple[int, int] = (1, 3),
         min_df: int = 2,
         class_weight: str | None = None,
@@ -109,8 +109,8 @@ class ComplaintClassifier:
         return self._segmenter_instance
 
     def analyze(self, text: str) -> list[str]:
-        """The terms of one raw message: normalise, truncate, segment, n-grams."""
-        clean = normalize(text)[: self.max_chars]
+        """The terms of one raw message: truncate, normalise, segment, n-grams."""
+        clean = normalize(text[: self.max_chars])
         return terms(clean, self._segmenter.cut(clean), tuple(self.char_ngrams))
 
     # -- training -------------------------------------------------------------------------

@@ -3,13 +3,14 @@
 ``normalize`` is the first step of the one path every message takes, in training and
 in prediction alike:
 
-1. Unicode NFKC (full-width letters, digits and punctuation become half-width);
+1. Unicode NFKC (full-width letters, digits and punctuation become half-width), HTML tags
+   removed (some exports hold HTML), control characters and whitespace runs to one space;
 2. traditional to simplified Chinese (OpenCC ``t2s``);
 3. repair of look-alike characters seen in scraped text (``resources/lookalikes.tsv``);
 4. Latin letters to lower case (placeholders stay upper case);
-5. masking of URLs, phone numbers, order numbers and money amounts into placeholder
-   tokens (``URL``, ``PHONE``, ``ORDER``, ``MONEY``): what matters is that one is there;
-6. collapsing of repeated punctuation and of whitespace.
+5. collapsing of repeated punctuation;
+6. masking of URLs, phone numbers, order numbers and money amounts into placeholder
+   tokens (``URL``, ``PHONE``, ``ORDER``, ``MONEY``): what matters is that one is there.
 
 The function is idempotent: ``normalize(normalize(t)) == normalize(t)``.
 """
@@ -22,12 +23,16 @@ from importlib import resources
 
 PLACEHOLDERS = ("URL", "PHONE", "ORDER", "MONEY")
 
-_URL = re.compile(r"(?:https?://|www\.)[^\s\u4e00-\u9fff，。！？]+|[a-z0-9.-]+\.(?:com|cn|net)(?:/[^\s\u4e00-\u9fff，。！？]*)?")
+_URL = re.compile(
+    r"(?:https?://|www\.)[^\s\u4e00-\u9fff，。！？]+"
+    r"|(?<![a-z0-9.-])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|cn|net)(?:/[^\s\u4e00-\u9fff，。！？]*)?"
+)
+_HTML_TAG = re.compile(r"<[a-zA-Z/!][^<>]{0,200}>")
 _PHONE = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]{4}){2}(?![0-9])")
 _ORDER = re.compile(r"(?<![0-9])[0-9]{10,}(?![0-9])")
 _MONEY = re.compile(
     r"[¥￥][ ]?[0-9]+(?:\.[0-9]+)?(?:元|块钱?)?"
-    r"|(?<![0-9.])[0-9]+(?:\.[0-9]+)?[ ]?(?:元|块钱|块(?![0-9a-z])|rmb)"
+    r"|(?<![0-9.])[0-9]+(?:\.[0-9]+)?[ ]?(?:元|块钱?|rmb)"
 )
 _REPEATED_PUNCT = re.compile(r"([!?.,~。！？，、…~～=\-_*#])\1+")
 _SPACES = re.compile(r"\s+")
@@ -64,12 +69,12 @@ def normalize(text: str) -> str:
     if not isinstance(text, str):
         raise TypeError(f"expected str, got {type(text).__name__}")
     text = unicodedata.normalize("NFKC", text)
-    text = _CONTROL.sub(" ", text)
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", _HTML_TAG.sub(" ", text)))
     text = _converter().convert(text)
     text = _UPPER.sub(_lower_unless_placeholder, text.translate(_lookalikes()))
+    text = _REPEATED_PUNCT.sub(r"\1", text)
     text = _URL.sub(" URL ", text)
     text = _PHONE.sub(" PHONE ", text)
     text = _ORDER.sub(" ORDER ", text)
     text = _MONEY.sub(" MONEY ", text)
-    text = _REPEATED_PUNCT.sub(r"\1", text)
     return _SPACES.sub(" ", text).strip()

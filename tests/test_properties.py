@@ -27,29 +27,20 @@ SPECIAL = list("，。！？、…~～=-_*#.,!? \t\n\r\u3000\u200b\ufeff\x00¥�
 PIECES = ["还没发货", "快递丢了", "退款", "七天无理由", "質量太差", "13812345678", "https://t.cn/abc",
           "12345678901234", "¥99.5", "5块钱", "ＡＢＣ１２３", "ORDER", "URL", "😀", "👍🏻", "<b>", "&nbsp;"]
 messages = st.one_of(
-    st.text(),
+    st.text(st.characters(blacklist_categories=("Cs",))),
     st.lists(st.one_of(st.sampled_from(PIECES), st.sampled_from(SPECIAL), st.text(max_size=3)),
              max_size=12).map("".join),
 )
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "text.normalize masks money before it collapses whitespace, and _MONEY allows one space between "
-    "the number and 元/块/¥: '0\\n元' -> '0 元' -> 'MONEY'"))
 @settings(max_examples=NORMALIZE_EXAMPLES, deadline=None, database=None)
 @given(messages)
 @example("0\n元")
+@example("0‥0块")
+@example("0块0块")
 def test_normalize_is_idempotent(text):
     once = normalize(text)
     assert normalize(once) == once
-
-
-@settings(max_examples=NORMALIZE_EXAMPLES, deadline=None, database=None)
-@given(messages)
-def test_normalize_settles_after_the_second_pass(text):
-    """Until the bug above is fixed: never raises, and the second pass is a fixed point."""
-    twice = normalize(normalize(text))
-    assert isinstance(twice, str) and normalize(twice) == twice
 
 
 @settings(max_examples=PREDICT_EXAMPLES, deadline=None, database=None)
@@ -66,7 +57,7 @@ def test_prediction_is_a_distribution_and_a_known_label(text):
 
 HEADER_POOL = ["id", "内容", "text", "聊天内容", "备注", "会话ID", "发送方", "role", "时间", "label", "status",
                "评论", "a,b", 'say "hi"', "多\n行", "😀", "column_2"]
-CELL_ALPHABET = st.one_of(st.sampled_from(list(',"\n\r\t ;\'“”，。买家卖家还没发货😀🦄')), st.characters())
+CELL_ALPHABET = st.one_of(st.sampled_from(list(',"\n\r\t ;\'“”，。买家卖家还没发货😀🦄')), st.characters(blacklist_categories=("Cs",)))
 # Rare large cells: a message of many lines, and one longer than the csv module's default field limit.
 LARGE = ["第一行\n" * 60, "\r\n".join(["很长"] * 70), "长" * 140_000]
 cells = st.one_of(st.just(""), st.sampled_from(["NaN", "null", "None", "买家", "卖家"]),

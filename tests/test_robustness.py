@@ -205,8 +205,6 @@ def test_predict_text_that_looks_like_an_option(capsys):
     assert code == 0 and json.loads(out)["text"] == "-_-"
 
 
-@pytest.mark.xfail(strict=True, reason="text.normalize runs its URL pattern on the whole message before "
-                   "truncation; on a long run of Latin letters it is quadratic (1 MB takes ~1 hour)")
 def test_predict_megabyte_latin_run_finishes():
     try:
         result = subprocess.run([str(SCRIPT), "predict", "--json", "-"], input=b"a" * MB + b"\n",
