@@ -5,6 +5,7 @@ seller turns from a list of typical replies; conversations have ids and timestam
 
     python benchmarks/make_export.py --rows 1000000 -o benchmarks/out/export_utf8.csv
     python benchmarks/make_export.py --rows 300 --encoding gb18030 -o data/examples/chat_export_gb18030.csv
+    python benchmarks/make_export.py --rows 200000 --unique -o benchmarks/out/export_unique.csv
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ SELLER_REPLIES = [
 ]
 
 
-def build(rows: int, seed: int) -> list[list[str]]:
+def build(rows: int, seed: int, unique: bool = False) -> list[list[str]]:
     rng = random.Random(seed)
     corpus = load_corpus([ROOT / "data" / "messages"])
     others = corpus[corpus["label"] == "other"]["text"].tolist()
@@ -45,6 +46,8 @@ def build(rows: int, seed: int) -> list[list[str]]:
             buyer = turn % 2 == 0 or rng.random() < 0.3
             if buyer:
                 text = rng.choice(disputes) if rng.random() < 0.25 else rng.choice(others)
+                if unique:  # worst case for the label cache: no buyer text repeats
+                    text = f"{text} {len(out)}"
             else:
                 text = rng.choice(SELLER_REPLIES)
             when += dt.timedelta(seconds=rng.randint(5, 600))
@@ -59,12 +62,13 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--encoding", default="utf-8")
+    parser.add_argument("--unique", action="store_true", help="make every buyer message distinct")
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)
     with open(args.output, "w", encoding=args.encoding, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["会话ID", "时间", "发送方", "聊天内容"])
-        writer.writerows(build(args.rows, args.seed))
+        writer.writerows(build(args.rows, args.seed, args.unique))
 
 
 if __name__ == "__main__":

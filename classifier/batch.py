@@ -113,7 +113,7 @@ def _score_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def score(model: ComplaintClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (float32, one row per text) and whether each text had any known term."""
-    columns, weights = model._vectorize([model.analyze(t) for t in texts])
+    columns, weights = model._encode(texts)
     scores = model._scores(columns, weights)
     proba = np.exp(scores - scores.max(axis=1, keepdims=True))
     proba = (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -8,14 +8,13 @@ needs only NumPy, so a cold ``predict`` from the command line stays fast.
 from __future__ import annotations
 
 import inspect
-import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from . import knowledge
-from .features import display, terms
+from .features import PREFIXES, display, ngrams, terms
 from .segment import Segmenter
 from .text import normalize
 
@@ -110,8 +109,25 @@ class ComplaintClassifier:
 
     def analyze(self, text: str) -> list[str]:
         """The terms of one raw message: truncate, normalise, segment, n-grams."""
+        return terms(*self._normalized_words(text), tuple(self.char_ngrams))
+
+    def _normalized_words(self, text: str) -> tuple[str, list[str]]:
         clean = normalize(text[: self.max_chars])
-        return terms(clean, self._segmenter.cut(clean), tuple(self.char_ngrams))
+        return clean, self._segmenter.cut(clean)
+
+    def _columns(self, text: str) -> list[int]:
+        """Vocabulary columns of the terms of ``text`` (with repeats), like ``analyze`` but without
+        building prefixed strings: the fast path of prediction."""
+        if "_indexes" not in self.__dict__:
+            indexes = {prefix: {} for prefix in PREFIXES}
+            for i, term in enumerate(self.terms_):
+                indexes[term[:2]][term[2:]] = i
+            self._indexes = [indexes[prefix] for prefix in PREFIXES]
+        words, chars, form = ngrams(*self._normalized_words(text), tuple(self.char_ngrams))
+        word_index, char_index, form_index = self._indexes
+        columns = [word_index[g] for g in words if g in word_index] + [char_index[g] for g in chars if g in char_index]
+        # The form of a message is no signal on its own: without a known word it stays unscored.
+        return columns + [form_index[g] for g in form if g in form_index] if columns else columns
 
     # -- training -------------------------------------------------------------------------
     def fit(self, texts, y) -> "ComplaintClassifier":
@@ -162,19 +178,23 @@ class ComplaintClassifier:
         if not hasattr(self, "coef_"):
             raise RuntimeError("this ComplaintClassifier is not fitted yet: call fit() or load a model")
 
-    def _vectorize(self, term_lists: list[list[str]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per message: the vocabulary columns present and their L2-normalised TF-IDF weights."""
-        vocabulary, idf = self.vocabulary_, self.idf_
+    def _vectorize(self, column_lists: list[list[int]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per message: the distinct columns present and their L2-normalised TF-IDF weights."""
+        idf = self.idf_
         columns, weights = [], []
-        for doc in term_lists:
-            counts = Counter(vocabulary[t] for t in doc if t in vocabulary)
+        for ids in column_lists:
+            counts = Counter(ids)
             cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-            tf = np.fromiter((1.0 + math.log(c) for c in counts.values()), dtype=np.float32, count=len(counts))
+            tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(counts)))
             w = tf * idf[cols]
             norm = float(np.sqrt(w @ w)) if len(w) else 1.0
             columns.append(cols)
             weights.append(w / norm)
         return columns, weights
+
+    def _encode(self, texts) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        self._check_fitted()
+        return self._vectorize([self._columns(t) for t in _check_texts(texts)])
 
     def _scores(self, columns: list[np.ndarray], weights: list[np.ndarray]) -> np.ndarray:
         scores = np.tile(self.intercept_, (len(columns), 1))
@@ -185,12 +205,14 @@ class ComplaintClassifier:
 
     def predict_proba(self, texts) -> np.ndarray:
         """Probabilities, one row per message, columns in the order of ``classes_``."""
-        return self.predict_proba_terms([self.analyze(t) for t in _check_texts(texts)])
+        return _softmax(self._scores(*self._encode(texts)))
 
     def predict_proba_terms(self, docs: list[list[str]]) -> np.ndarray:
         """``predict_proba`` on messages already turned into terms by ``analyze``."""
         self._check_fitted()
-        return _softmax(self._scores(*self._vectorize(docs)))
+        vocabulary = self.vocabulary_
+        columns = [[vocabulary[t] for t in doc if t in vocabulary] for doc in docs]
+        return _softmax(self._scores(*self._vectorize(columns)))
 
     def predict(self, texts) -> np.ndarray:
         """The most probable label id of each message."""
@@ -199,8 +221,7 @@ class ComplaintClassifier:
 
     def explain(self, text: str, label: str | None = None, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` terms of ``text`` that pushed most toward ``label`` (default: the prediction)."""
-        self._check_fitted()
-        (cols,), (w,) = self._vectorize([self.analyze(_check_texts([text])[0])])
+        (cols,), (w,) = self._encode([text])
         if label is None:
             label = self.classes_[_softmax(self._scores([cols], [w]))[0].argmax()]
         return self._top_terms(cols, w, self._class_index(label), k)
@@ -226,9 +247,8 @@ class ComplaintClassifier:
 
     def classify(self, texts, k: int = 3) -> list[Prediction]:
         """Full predictions: label, name, probability, top ``k``, review flag, terms, rule and advice."""
-        self._check_fitted()
         texts = _check_texts(texts)
-        columns, weights = self._vectorize([self.analyze(t) for t in texts])
+        columns, weights = self._encode(texts)
         probabilities = _softmax(self._scores(columns, weights))
         out = []
         for text, cols, w, p in zip(texts, columns, weights, probabilities):

@@ -189,7 +189,7 @@ def _groups(corpus: pd.DataFrame) -> np.ndarray:
     return pd.factorize(key)[0]
 
 
-def choose_review_threshold(probabilities: np.ndarray, y_true, target_accuracy: float = 0.9) -> float:
+def choose_review_threshold(probabilities: np.ndarray, y_true, target_accuracy: float = 0.97) -> float:
     """The lowest probability above which out-of-fold predictions reach ``target_accuracy``.
 
     Predictions under it are flagged ``needs_review``.
