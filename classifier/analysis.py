@@ -99,11 +99,6 @@ def top_terms(corpus: pd.DataFrame, k: int = 10, min_count: int = 5, analyze=Non
 
 
 # -- scores ------------------------------------------------------------------------------------
-def brief(result: dict) -> dict:
-    """The JSON-friendly part of a score dict (as the CLI records in metadata)."""
-    return {k: result[k] for k in ("n", "macro_f1", "accuracy", "per_label") if k in result}
-
-
 def per_label_frame(result: dict) -> pd.DataFrame:
     """A score dict's ``per_label`` as a table (taxonomy order) with the Chinese names."""
     per_label = result["per_label"]
@@ -213,22 +208,6 @@ def cross_validate_cached(corpus: pd.DataFrame, params: dict | None = None, fold
         except OSError:
             pass  # a cache that cannot be written only costs time
     return result
-
-
-def train_from_cv(corpus: pd.DataFrame, cv: dict, params: dict | None = None, seed: int | None = None):
-    """``training.train`` reusing a ``cross_validate`` result instead of running a second one.
-
-    Chooses the review threshold from ``cv``'s out-of-fold probabilities and records its
-    scores under ``cross_validation`` in the metadata, just as ``train`` does.
-    """
-    from .training import choose_review_threshold, train
-
-    params = dict(params or {})
-    written_labels = corpus["label"].to_numpy()[cv["index"]]
-    params.setdefault("review_threshold", choose_review_threshold(cv["probabilities"], written_labels))
-    model, metadata = train(corpus, params, cv_folds=0, seed=cv.get("seed", 0) if seed is None else seed)
-    metadata["cross_validation"] = {k: cv[k] for k in ("n", "macro_f1", "accuracy", "per_label", "folds", "seed")}
-    return model, metadata
 
 
 # -- error analysis ----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ plus the label columns and a ``status``:
 """
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 from collections import Counter, deque
@@ -179,7 +178,7 @@ def label_table(
         pending: deque = deque()
 
         def flush(block):
-            rows, texts, wanted = block
+            rows, texts = block
             proba, signal = scorer.result()
             k = 0
             for row, status in rows:
@@ -235,10 +234,10 @@ def _blocks(rows, text_at, role_at, buyer_values, max_chars, chunk_size, summary
             texts.append(text[:max_chars])
         block_rows.append((row, status))
         if len(block_rows) >= chunk_size:
-            yield block_rows, texts, None
+            yield block_rows, texts
             block_rows, texts = [], []
     if block_rows:
-        yield block_rows, texts, None
+        yield block_rows, texts
 
 
 class _Scorer:
@@ -344,8 +343,3 @@ def _write_conversations(pools, labeller: _Labeller, model, path, fmt) -> int:
                           str(bool(p[j] < model.review_threshold)).lower(), pool.count,
                           int(pool.best_line[j]), pool.best_text[j], top3, labeller.rules[j], labeller.advice[j]])
     return len(pools)
-
-
-def expected_rows_per_second(rows: int, seconds: float) -> float:
-    """Rows per second, guarding against a zero duration."""
-    return rows / seconds if seconds > 0 else math.inf

@@ -228,7 +228,7 @@ def cmd_train(args) -> int:
     import pandas as pd
 
     from .artifact import save
-    from .training import DEFAULT_DATA_DIR, evaluate_file, load_corpus, load_reviewed, train
+    from .training import DEFAULT_DATA_DIR, brief, evaluate_file, load_corpus, load_reviewed, train
 
     corpus = load_corpus(args.data or [DEFAULT_DATA_DIR])
     extras = [load_reviewed(path) for path in args.extra]
@@ -242,7 +242,7 @@ def cmd_train(args) -> int:
             for path, frame in zip(args.extra, extras)
         ]
     if args.dev:
-        metadata["dev_evaluation"] = {"file": Path(args.dev).name, **_brief(evaluate_file(model, args.dev))}
+        metadata["dev_evaluation"] = {"file": Path(args.dev).name, **brief(evaluate_file(model, args.dev))}
     meta = save(model, args.output, metadata)
     cv = meta.get("cross_validation")
     if cv:
@@ -254,10 +254,6 @@ def cmd_train(args) -> int:
     print(f"wrote {args.output} ({meta['model_bytes'] / 1e6:.1f} MB), review threshold "
           f"{model.review_threshold}", file=sys.stderr)
     return 0
-
-
-def _brief(result: dict) -> dict:
-    return {k: result[k] for k in ("n", "macro_f1", "macro_f1_min5", "accuracy", "per_label")}
 
 
 def cmd_evaluate(args) -> int:

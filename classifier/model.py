@@ -54,6 +54,8 @@ class ComplaintClassifier:
     C : inverse regularisation strength of the logistic regression.
     char_ngrams : (min, max) length of the character n-grams.
     min_df : terms seen in fewer training messages are dropped.
+    max_df : terms seen in a larger share of training messages are dropped (function words
+        such as 很, 了, 好: they carried the writing style of our corpus, not the dispute).
     class_weight : passed to ``LogisticRegression`` (``None`` or ``"balanced"``).
     review_threshold : a prediction whose probability is below this needs review.
     max_chars : only the first ``max_chars`` characters of a message are used.
@@ -68,6 +70,7 @@ class ComplaintClassifier:
         C: float = 10.0,
         char_ngrams: tuple[int, int] = (1, 3),
         min_df: int = 2,
+        max_df: float = 0.1,
         class_weight: str | None = None,
         review_threshold: float = 0.5,
         max_chars: int = 2000,
@@ -76,6 +79,7 @@ class ComplaintClassifier:
         self.C = C
         self.char_ngrams = char_ngrams
         self.min_df = min_df
+        self.max_df = max_df
         self.class_weight = class_weight
         self.review_threshold = review_threshold
         self.max_chars = max_chars
@@ -148,7 +152,7 @@ class ComplaintClassifier:
         if len(set(y)) < 2:
             raise ValueError("need messages of at least two labels to train")
         vectorizer = TfidfVectorizer(
-            analyzer=_identity, min_df=self.min_df, sublinear_tf=True, dtype=np.float64
+            analyzer=_identity, min_df=self.min_df, max_df=max(int(self.max_df * len(docs)), self.min_df), sublinear_tf=True, dtype=np.float64
         )
         X = vectorizer.fit_transform(docs)
         model = LogisticRegression(C=self.C, max_iter=3000, class_weight=self.class_weight)

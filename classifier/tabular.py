@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 import os
 import sys
@@ -351,13 +350,7 @@ def read_table(path, **kwargs):
 
     reader = open_table(path, **kwargs)
     frame = pd.DataFrame([row.values for row in reader.rows], columns=reader.columns, dtype=object)
-    return _Loaded(frame.fillna(""), reader)
-
-
-@dataclass
-class _Loaded:
-    frame: object
-    reader: TableReader
+    return frame.fillna("")
 
 
 class TableWriter:
@@ -437,6 +430,3 @@ def _xlsx_safe(value):
         return "".join(ch for ch in value if ch in "\t\n\r" or ord(ch) >= 32)
     return value
 
-
-__all__ = ["TableReader", "TableWriter", "Row", "TableError", "open_table", "read_table", "detect_column",
-           "detect_encoding", "check_column", "io"]

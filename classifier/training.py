@@ -81,7 +81,7 @@ def load_reviewed(path) -> pd.DataFrame:
     """
     from .tabular import read_table
 
-    table = read_table(path).frame
+    table = read_table(path)
     if "correct_label" not in table.columns:
         raise DataError(f"{path}: no correct_label column; columns are {list(table.columns)}")
     text_column = "text" if "text" in table.columns else None
@@ -216,8 +216,18 @@ def library_versions() -> dict:
     return out
 
 
-def train(corpus: pd.DataFrame, params: dict | None = None, cv_folds: int = 5, seed: int = 0) -> tuple[ComplaintClassifier, dict]:
-    """Cross-validate, choose the review threshold, fit on all rows; return the model and its metadata."""
+def brief(result: dict) -> dict:
+    """The JSON-friendly part of a score dict, as recorded in a model's metadata."""
+    return {k: result[k] for k in ("n", "macro_f1", "macro_f1_min5", "accuracy", "per_label") if k in result}
+
+
+def train(corpus: pd.DataFrame, params: dict | None = None, cv_folds: int = 5, seed: int = 0,
+          cv: dict | None = None) -> tuple[ComplaintClassifier, dict]:
+    """Cross-validate, choose the review threshold, fit on all rows; return the model and its metadata.
+
+    Pass ``cv`` (a ``cross_validate`` result on the same corpus) to reuse it instead of
+    running another; ``cv_folds=0`` skips cross-validation (and keeps the default threshold).
+    """
     params = dict(params or {})
     metadata = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -229,13 +239,12 @@ def train(corpus: pd.DataFrame, params: dict | None = None, cv_folds: int = 5, s
         "seed": seed,
         "library_versions": library_versions(),
     }
-    if cv_folds:
+    if cv is None and cv_folds:
         cv = cross_validate(corpus, params, folds=cv_folds, seed=seed)
+    if cv is not None:
         written_labels = corpus["label"].to_numpy()[cv["index"]]
         params.setdefault("review_threshold", choose_review_threshold(cv["probabilities"], written_labels))
-        metadata["cross_validation"] = {
-            k: cv[k] for k in ("n", "macro_f1", "accuracy", "per_label", "folds", "seed")
-        }
+        metadata["cross_validation"] = {**brief(cv), "folds": cv["folds"], "seed": cv["seed"]}
     model = ComplaintClassifier(**params).fit(corpus["text"].tolist(), corpus["label"].tolist())
     return model, metadata
 

@@ -20,7 +20,7 @@ def test_inference_matches_scikit_learn(small_corpus):
     texts, y = small_corpus["text"].tolist(), small_corpus["label"].tolist()
     docs = [model.analyze(t) for t in texts]
     model.fit_terms(docs, y)
-    vectorizer = TfidfVectorizer(analyzer=lambda d: d, min_df=1, sublinear_tf=True)
+    vectorizer = TfidfVectorizer(analyzer=lambda d: d, min_df=1, max_df=int(model.max_df * len(docs)), sublinear_tf=True)
     X = vectorizer.fit_transform(docs)
     reference = LogisticRegression(C=model.C, max_iter=3000).fit(X, y)
     probe = ["快递一直不更新，还没发货？？", "掉色了，质量太差", "谢谢"]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from classifier import analysis, knowledge
-from classifier.training import cross_validate, load_reviewed, scores
+from classifier.training import brief, cross_validate, load_reviewed, scores, train
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -240,14 +240,14 @@ def test_error_analysis_and_review_sheet_round_trip(small_corpus, small_model, t
     assert reviewed[["text", "label"]].values.tolist() == [[sheet.loc[0, "text"], "other"]]
 
 
-def test_train_from_cv_records_the_cross_validation(small_corpus):
+def test_train_reuses_a_given_cross_validation(small_corpus):
     cv = cross_validate(small_corpus, {"min_df": 1}, folds=2)
-    model, metadata = analysis.train_from_cv(small_corpus, cv, {"min_df": 1})
+    model, metadata = train(small_corpus, {"min_df": 1}, cv=cv)
     assert metadata["cross_validation"]["macro_f1"] == cv["macro_f1"]
     assert metadata["cross_validation"]["folds"] == 2
     assert 0.2 <= model.review_threshold <= 0.95
     assert metadata["training_rows"] == len(small_corpus)
-    assert analysis.brief(cv).keys() == {"n", "macro_f1", "accuracy", "per_label"}
+    assert brief(cv).keys() == {"n", "macro_f1", "macro_f1_min5", "accuracy", "per_label"}
 
 
 def test_label_table_and_per_label_frame(small_corpus):
