@@ -27,7 +27,7 @@ _SYMBOLS = {name: chr(0xE000 + i) for i, name in enumerate(PLACEHOLDERS)}
 _PLACEHOLDER = re.compile("|".join(PLACEHOLDERS))
 
 
-def ngrams(text: str, words: list[str], char_ngrams: tuple[int, int] = (1, 3)) -> tuple[list[str], ...]:
+def ngrams(text: str, words: list[str], char_ngrams: tuple[int, int] = (1, 2)) -> tuple[list[str], ...]:
     """Word grams, character n-grams and form terms of one message (unprefixed, with repeats)."""
     word_grams = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
     chars = _PLACEHOLDER.sub(lambda m: _SYMBOLS[m.group()], text).replace(" ", "")
@@ -38,7 +38,7 @@ def ngrams(text: str, words: list[str], char_ngrams: tuple[int, int] = (1, 3)) -
     return word_grams, char_grams, form
 
 
-def terms(text: str, words: list[str], char_ngrams: tuple[int, int] = (1, 3)) -> list[str]:
+def terms(text: str, words: list[str], char_ngrams: tuple[int, int] = (1, 2)) -> list[str]:
     """All terms of one message, prefixed by kind (``w:`` / ``c:`` / ``m:``), with repeats."""
     return [prefix + g for prefix, grams in zip(PREFIXES, ngrams(text, words, char_ngrams)) for g in grams]
 

@@ -67,8 +67,8 @@ class ComplaintClassifier:
 
     def __init__(
         self,
-        C: float = 10.0,
-        char_ngrams: tuple[int, int] = (1, 3),
+        C: float = 20.0,
+        char_ngrams: tuple[int, int] = (1, 2),
         min_df: int = 2,
         max_df: float = 0.1,
         class_weight: str | None = None,
