@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import knowledge
-from .model import ComplaintClassifier
+from .model import ComplaintClassifier, _softmax
 from .redact import redact as redact_text
 from .tabular import (BUYER_VALUES, CONVERSATION_COLUMNS, ROLE_COLUMNS, TEXT_COLUMNS, TIME_COLUMNS, TableError,
                       TableWriter, check_column, detect_column, open_table)
@@ -113,9 +113,7 @@ def _score_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def score(model: ComplaintClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (float32, one row per text) and whether each text had any known term."""
     columns, weights = model._encode(texts)
-    scores = model._scores(columns, weights)
-    proba = np.exp(scores - scores.max(axis=1, keepdims=True))
-    proba = (proba / proba.sum(axis=1, keepdims=True)).astype(np.float32)
+    proba = _softmax(model._scores(columns, weights)).astype(np.float32)
     return proba, np.array([len(c) > 0 for c in columns], dtype=bool)
 
 
@@ -124,7 +122,6 @@ class _Labeller:
     """Turns probabilities into the label columns, caching the per-label text."""
 
     def __init__(self, model: ComplaintClassifier) -> None:
-        self.model = model
         self.classes = [str(c) for c in model.classes_]
         entries = [knowledge.info(c) for c in self.classes]
         self.names = [e.name for e in entries]
