@@ -163,7 +163,7 @@ def _code_fingerprint() -> str:
 
 def cv_cache_key(corpus: pd.DataFrame, params: dict | None, folds: int, seed: int) -> str:
     """What a cross-validation result depends on: rows (with source and origin), parameters, code, libraries."""
-    from .training import library_versions
+    from .artifact import library_versions
 
     digest = hashlib.sha256()
     for column in ("text", "label", "source", "origin"):

@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import tempfile
+import warnings
+from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +28,15 @@ DEFAULT_MODEL_NAME = "default.npz"
 
 class ModelError(Exception):
     """A model file is missing, damaged, untrusted or does not fit this version."""
+
+
+class VersionWarning(UserWarning):
+    """The model was trained with other versions of the libraries that shape its features."""
+
+
+# Libraries whose version changes what a message turns into (jieba's dictionary, OpenCC's
+# tables) or what training produces (scikit-learn); prediction itself needs only NumPy.
+CHECKED_LIBRARIES = ("jieba", "opencc", "scikit-learn")
 
 
 def default_model_path() -> Path:
@@ -92,6 +104,7 @@ def save(model: ComplaintClassifier, path: str | os.PathLike, metadata: dict | N
         model_file=path.name,
         model_sha256=sha256(path),
         model_bytes=path.stat().st_size,
+        library_versions=library_versions(),
     )
     atomic_write(
         metadata_path(path),
@@ -110,6 +123,32 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise ModelError(f"model metadata not found: {meta} (it must sit beside the model file)") from None
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read model metadata {meta}: {exc}") from None
+
+
+def library_versions() -> dict:
+    """Versions of Python and the libraries that shape a model."""
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "pandas", *CHECKED_LIBRARIES):
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _warn_on_version_change(meta: dict) -> None:
+    trained = meta.get("library_versions", {})
+    for name in CHECKED_LIBRARIES:
+        try:
+            installed = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            installed = None
+        if trained.get(name) and installed != trained[name]:
+            effect = ("retraining may give a different model" if name == "scikit-learn"
+                      else "messages may be segmented or converted differently than in training")
+            warnings.warn(f"model was trained with {name} {trained[name]}, this environment has {installed}: "
+                          f"{effect}; retrain with `complaint-classifier train` to be sure", VersionWarning,
+                          stacklevel=3)
 
 
 def load(path: str | os.PathLike | None = None, *, trust: bool = False) -> ComplaintClassifier:
@@ -140,6 +179,7 @@ def load(path: str | os.PathLike | None = None, *, trust: bool = False) -> Compl
             "model was trained for another label set: "
             f"{meta.get('label_set')} (this version uses {list(knowledge.labels())})"
         )
+    _warn_on_version_change(meta)
     with np.load(path, allow_pickle=False) as data:
         config = json.loads(data["config"].tobytes().decode("utf-8"))
         params = config["params"]

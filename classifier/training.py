@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import platform
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
@@ -204,18 +202,6 @@ def choose_review_threshold(probabilities: np.ndarray, y_true, target_accuracy: 
     return 0.95
 
 
-def library_versions() -> dict:
-    """Versions of Python and the libraries that shape a model."""
-    names = ["jieba", "scikit-learn", "numpy", "opencc", "pandas"]
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def brief(result: dict) -> dict:
     """The JSON-friendly part of a score dict, as recorded in a model's metadata."""
     return {k: result[k] for k in ("n", "macro_f1", "macro_f1_min5", "accuracy", "per_label") if k in result}
@@ -237,7 +223,6 @@ def train(corpus: pd.DataFrame, params: dict | None = None, cv_folds: int = 5, s
         "counts_per_source": {k: int(v) for k, v in corpus["source"].value_counts().items()},
         "files": sorted(corpus["file"].unique().tolist()) if "file" in corpus else [],
         "seed": seed,
-        "library_versions": library_versions(),
     }
     if cv is None and cv_folds:
         cv = cross_validate(corpus, params, folds=cv_folds, seed=seed)

@@ -59,3 +59,21 @@ def test_shipped_model_loads_and_is_small():
     meta = artifact.read_metadata(path)
     assert meta["cross_validation"]["macro_f1"] > 0
     assert sum(meta["counts_per_label"].values()) == meta["training_rows"]
+
+
+def test_library_version_change_warns(small_model_path, tmp_path):
+    copy = tmp_path / "m.npz"
+    shutil.copy(small_model_path, copy)
+    meta = artifact.read_metadata(small_model_path)
+    meta["library_versions"]["jieba"] = "0.0.1"
+    artifact.metadata_path(copy).write_text(json.dumps(meta))
+    with pytest.warns(artifact.VersionWarning, match="jieba 0.0.1"):
+        artifact.load(copy, trust=True)
+
+
+def test_same_library_versions_do_not_warn(small_model_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", artifact.VersionWarning)
+        artifact.load(small_model_path, trust=True)
