@@ -164,6 +164,7 @@ class ComplaintClassifier:
         self.idf_ = vectorizer.idf_.astype(np.float32)
         self.coef_ = np.ascontiguousarray(model.coef_.T, dtype=np.float32)
         self.intercept_ = (model.intercept_ + self._prior_shift(y)).astype(np.float32)
+        self.__dict__.pop("_indexes", None)  # built from terms_ on first prediction
         return self
 
     def _prior_shift(self, y: list[str]) -> np.ndarray:

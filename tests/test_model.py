@@ -101,3 +101,13 @@ def test_other_prior_shifts_only_the_other_intercept(small_corpus):
     assert (shifted.predict_proba(["嗯"])[:, other] > plain.predict_proba(["嗯"])[:, other]).all()
     with pytest.raises(ValueError, match="other_prior"):
         ComplaintClassifier(min_df=1, other_prior=1.5).fit(texts, y)
+
+
+def test_refitting_replaces_what_was_learnt(small_corpus):
+    texts, y = small_corpus["text"].tolist(), small_corpus["label"].tolist()
+    probe = ["快递丢了", "还没发货", "掉色"]
+    model = ComplaintClassifier(min_df=1).fit(texts[:16], y[:16])
+    model.predict_proba(probe)
+    model.fit(texts, y)
+    fresh = ComplaintClassifier(min_df=1).fit(texts, y)
+    np.testing.assert_array_equal(model.predict_proba(probe), fresh.predict_proba(probe))
