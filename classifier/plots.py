@@ -9,6 +9,7 @@ Chinese names and a warning says so.
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,6 @@ CJK_FONTS = [
 ]
 # Font files to register with matplotlib when its font cache predates the font's install.
 CJK_FILE_HINTS = ("wqy", "notosanscjk", "notosanssc", "sourcehansans", "simhei", "msyh", "pingfang", "uming")
-
-_state: dict = {"font": None, "configured": False}
 
 
 class CJKFontWarning(UserWarning):
@@ -72,18 +71,14 @@ def find_cjk_font(candidates=None) -> str | None:
     return None
 
 
-def setup_fonts(candidates=None, *, force: bool = False) -> str | None:
+def setup_fonts(candidates=None) -> str | None:
     """Make matplotlib draw Chinese text; return the font family used, or ``None``.
 
     With no CJK font, warns (``CJKFontWarning``) and figures fall back to label ids.
-    The result is remembered; ``force=True`` looks again.
     """
     import matplotlib
 
-    if _state["configured"] and not force and candidates is None:
-        return _state["font"]
     font = find_cjk_font(candidates)
-    _state.update(font=font, configured=True)
     if font is None:
         warnings.warn(
             "no CJK font found for matplotlib, so figures show label ids instead of Chinese names; "
@@ -99,9 +94,10 @@ def setup_fonts(candidates=None, *, force: bool = False) -> str | None:
     return font
 
 
+@lru_cache(maxsize=1)
 def has_cjk() -> bool:
-    """Whether Chinese text can be drawn (runs ``setup_fonts`` on first use)."""
-    return setup_fonts() is not None
+    """Whether this machine has a CJK font matplotlib can use (looked up once per process)."""
+    return find_cjk_font() is not None
 
 
 def label_name(label: str, chinese: bool | None = None) -> str:

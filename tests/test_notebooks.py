@@ -78,16 +78,18 @@ def plots(monkeypatch):
 
     from classifier import plots as module
 
-    monkeypatch.setattr(module, "_state", {"font": None, "configured": False})
+    lookup = module.has_cjk  # cached per process: start and end each test with a fresh look
+    lookup.cache_clear()
     with matplotlib.rc_context():  # setup_fonts changes rcParams: undo it after each test
         yield module
+    lookup.cache_clear()
     plt.close("all")
 
 
 def test_font_fallback_warns_and_uses_label_ids(plots, monkeypatch):
     monkeypatch.setattr(plots, "find_cjk_font", lambda candidates=None: None)
     with pytest.warns(plots.CJKFontWarning, match="label ids"):
-        assert plots.setup_fonts(force=True) is None
+        assert plots.setup_fonts() is None
     assert not plots.has_cjk()
     assert plots.label_name("counterfeit") == "counterfeit"
 
@@ -102,7 +104,7 @@ def test_font_found_uses_chinese_names(plots, monkeypatch):
     monkeypatch.setattr(plots, "find_cjk_font", lambda candidates=None: "DejaVu Sans")
     with warnings.catch_warnings():
         warnings.simplefilter("error", plots.CJKFontWarning)
-        assert plots.setup_fonts(force=True) == "DejaVu Sans"
+        assert plots.setup_fonts() == "DejaVu Sans"
     assert matplotlib.rcParams["font.sans-serif"][0] == "DejaVu Sans"
     assert plots.label_name("counterfeit") == f"{knowledge.info('counterfeit').name} (counterfeit)"
 
@@ -110,7 +112,7 @@ def test_font_found_uses_chinese_names(plots, monkeypatch):
 def test_installed_cjk_font_draws_chinese_names(plots, small_corpus, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", plots.CJKFontWarning)
-        font = plots.setup_fonts(force=True)
+        font = plots.setup_fonts()
     if font is None:
         pytest.skip("no CJK font installed (see notebooks/README.md)")
     fig = plots.label_counts(small_corpus)
@@ -126,8 +128,8 @@ def _result(y_true, y_pred):
 
 
 @pytest.mark.filterwarnings("ignore:Glyph .* missing from font")  # terms stay Chinese without a CJK font
-def test_figures_draw(plots, small_corpus, tmp_path):
-    plots._state.update(font=None, configured=True)  # label ids: no font needed
+def test_figures_draw(plots, small_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "has_cjk", lambda: False)  # label ids: no font needed
     result = _result(["fraud", "fraud", "other", "late_shipment"], ["fraud", "other", "other", "late_shipment"])
     old = _result(["fraud", "fraud", "other", "late_shipment"], ["other", "other", "other", "late_shipment"])
     figures = [
