@@ -384,39 +384,33 @@ def test_header_only_file(capsys, tmp_path, content):
     assert label(capsys, tmp_path, src, ["id", "内容"], []) == []
 
 
-def test_zero_byte_file(capsys, tmp_path):
+def _zero_byte_file(tmp_path):
     src = tmp_path / "empty.csv"
     src.write_bytes(b"")
-    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "o.csv")
-    assert code == 2
-    one_line_error(err, "empty")
-    result = script("label", src, "-o", tmp_path / "o.csv")
-    assert result.returncode == 2
-    one_line_error(result.err, "empty")
-    assert not (tmp_path / "o.csv").exists()
+    return src
 
 
-def test_directory_as_input(capsys, tmp_path):
+def _folder(tmp_path):
     folder = tmp_path / "data.csv"
     folder.mkdir()
-    code, _, err = cli(capsys, "label", folder, "-o", tmp_path / "o.csv")
+    return folder
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (_zero_byte_file, "empty"),
+    (_folder, "folder"),
+    (lambda tmp_path: tmp_path / "nope" / "in.csv", "not found"),
+], ids=["zero-byte file", "folder", "missing path"])
+def test_unusable_input_is_a_one_line_error(capsys, tmp_path, make_input, message):
+    src = make_input(tmp_path)
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "o.csv")
     assert code == 2
-    one_line_error(err, "folder")
-    result = script("label", folder, "-o", tmp_path / "o.csv")
+    one_line_error(err, message)
+    result = script("label", src, "-o", tmp_path / "o.csv")
     assert result.returncode == 2
-    one_line_error(result.err, "folder")
+    one_line_error(result.err, message)
     assert not (tmp_path / "o.csv").exists()
-
-
-def test_missing_input_path(capsys, tmp_path):
-    missing = tmp_path / "nope" / "in.csv"
-    code, _, err = cli(capsys, "label", missing, "-o", tmp_path / "o.csv")
-    assert code == 2
-    one_line_error(err, "not found")
-    result = script("label", missing, "-o", tmp_path / "o.csv")
-    assert result.returncode == 2
-    one_line_error(result.err, "not found")
-    code, _, err = cli(capsys, "evaluate", missing)
+    code, _, err = cli(capsys, "evaluate", src)
     assert code == 2 and err.count("\n") == 1
 
 
