@@ -186,7 +186,6 @@ def load(path: str | os.PathLike | None = None, *, trust: bool = False) -> Compl
         params["char_ngrams"] = tuple(params["char_ngrams"])
         model = ComplaintClassifier(**params)
         model.terms_ = data["terms"].tobytes().decode("utf-8").split("\n")
-        model.vocabulary_ = {term: i for i, term in enumerate(model.terms_)}
         model.idf_ = data["idf"]
         model.coef_ = data["coef"]
         model.intercept_ = data["intercept"]

@@ -328,10 +328,8 @@ COMMANDS = {"predict": cmd_predict, "label": cmd_label, "train": cmd_train, "eva
 
 def main(argv=None) -> int:
     """Entry point of the ``complaint-classifier`` command."""
-    import logging
     import warnings
 
-    logging.getLogger("jieba").setLevel(logging.WARNING)
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"{PROG}: warning: {message}\n"
     args = build_parser().parse_args(argv)
     from .artifact import ModelError

@@ -119,6 +119,13 @@ class ComplaintClassifier:
         clean = normalize(text[: self.max_chars])
         return clean, self._segmenter.cut(clean)
 
+    @property
+    def vocabulary_(self) -> dict[str, int]:
+        """Term to column, derived from ``terms_`` on first use."""
+        if "_vocabulary" not in self.__dict__:
+            self._vocabulary = {term: i for i, term in enumerate(self.terms_)}
+        return self._vocabulary
+
     def _columns(self, text: str) -> list[int]:
         """Vocabulary columns of the terms of ``text`` (with repeats), like ``analyze`` but without
         building prefixed strings: the fast path of prediction."""
@@ -160,11 +167,11 @@ class ComplaintClassifier:
         vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
         self.classes_ = np.asarray(model.classes_, dtype=str)
         self.terms_ = vocabulary
-        self.vocabulary_ = {term: i for i, term in enumerate(vocabulary)}
         self.idf_ = vectorizer.idf_.astype(np.float32)
         self.coef_ = np.ascontiguousarray(model.coef_.T, dtype=np.float32)
         self.intercept_ = (model.intercept_ + self._prior_shift(y)).astype(np.float32)
-        self.__dict__.pop("_indexes", None)  # built from terms_ on first prediction
+        for cached in ("_indexes", "_vocabulary"):  # derived from terms_ on first use
+            self.__dict__.pop(cached, None)
         return self
 
     def _prior_shift(self, y: list[str]) -> np.ndarray:
