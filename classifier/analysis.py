@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import knowledge
-from .features import WORD_PREFIX
+from .features import WORD
 
 REVIEW_COLUMNS = ["text", "label", "predicted", "probability", "second", "terms", "file", "correct_label"]
 
@@ -65,19 +65,19 @@ def top_terms(corpus: pd.DataFrame, k: int = 10, min_count: int = 5, analyze=Non
     The z-score (log-odds ratio over its standard error) favours words that are both
     frequent in the label and rare elsewhere over words seen a handful of times.
 
-    Words come from the model's own segmentation (``ComplaintClassifier.analyze``, word
+    Words come from the model's own segmentation (``ComplaintClassifier.terms``, word
     unigrams only). Returns a long table: ``label``, ``term``, ``count`` (messages of the
     label containing the word), ``share`` (of the label's messages) and ``score``.
     """
     if analyze is None:
         from .model import ComplaintClassifier
 
-        analyze = ComplaintClassifier().analyze
+        analyze = ComplaintClassifier().terms
     per_label: dict[str, Counter] = {}
     totals: Counter = Counter()
     for text, label in zip(corpus["text"], corpus["label"]):
-        words = {t[len(WORD_PREFIX):] for t in analyze(text)
-                 if t.startswith(WORD_PREFIX) and " " not in t and len(t) - len(WORD_PREFIX) >= min_length}
+        words = {t[len(WORD):] for t in analyze(text)
+                 if t.startswith(WORD) and " " not in t and len(t) - len(WORD) >= min_length}
         per_label.setdefault(label, Counter()).update(words)
         totals.update(words)
     sizes = corpus["label"].value_counts()

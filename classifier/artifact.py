@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from . import knowledge
+from .features import Vectorizer
 from .model import ComplaintClassifier
+from .segment import userdict_sha256
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_MODEL_NAME = "default.npz"
 
 
@@ -36,7 +38,7 @@ class VersionWarning(UserWarning):
 
 # Libraries whose version changes what a message turns into (jieba's dictionary, OpenCC's
 # tables) or what training produces (scikit-learn); prediction itself needs only NumPy.
-CHECKED_LIBRARIES = ("jieba", "opencc", "scikit-learn")
+CHECKED_LIBRARIES = ("jieba", "rjieba", "opencc", "scikit-learn")
 
 
 def default_model_path() -> Path:
@@ -84,10 +86,10 @@ def save(model: ComplaintClassifier, path: str | os.PathLike, metadata: dict | N
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"model files end in .npz, got {path.name!r}")
-    config = {"params": model.get_params(), "format_version": FORMAT_VERSION}
+    config = {"params": model.get_params(), "format_version": FORMAT_VERSION, "temperature": model.temperature_}
     arrays = {
-        "terms": np.frombuffer("\n".join(model.terms_).encode("utf-8"), dtype=np.uint8),
-        "idf": model.idf_,
+        "terms": np.frombuffer("\n".join(model.vectorizer_.terms_).encode("utf-8"), dtype=np.uint8),
+        "idf": model.vectorizer_.idf_,
         "coef": model.coef_,
         "intercept": model.intercept_,
         "classes": np.asarray(model.classes_, dtype=str),
@@ -100,7 +102,10 @@ def save(model: ComplaintClassifier, path: str | os.PathLike, metadata: dict | N
         label_set=list(knowledge.labels()),
         classes=[str(c) for c in model.classes_],
         params=config["params"],
-        n_features=len(model.terms_),
+        temperature=model.temperature_,
+        n_features=len(model.vectorizer_.terms_),
+        segmentation_engine=model.analyzer.segmenter.engine,
+        userdict_sha256=userdict_sha256(),
         model_file=path.name,
         model_sha256=sha256(path),
         model_bytes=path.stat().st_size,
@@ -136,7 +141,16 @@ def library_versions() -> dict:
     return out
 
 
-def _warn_on_version_change(meta: dict) -> None:
+def _warn_on_version_change(meta: dict, model: ComplaintClassifier) -> None:
+    if meta.get("userdict_sha256") not in (None, userdict_sha256()):
+        warnings.warn("model was trained with another user dictionary (resources/userdict.txt): messages may be "
+                      "segmented differently than in training; retrain with `complaint-classifier train`",
+                      VersionWarning, stacklevel=3)
+    trained_engine, engine = meta.get("segmentation_engine"), model.analyzer.segmenter.engine
+    if trained_engine and trained_engine != engine:
+        warnings.warn(f"model was trained with the {trained_engine} segmentation engine, this environment uses "
+                      f"{engine}: the cuts are the same except for ties between equally probable cuts",
+                      VersionWarning, stacklevel=3)
     trained = meta.get("library_versions", {})
     for name in CHECKED_LIBRARIES:
         try:
@@ -179,15 +193,18 @@ def load(path: str | os.PathLike | None = None, *, trust: bool = False) -> Compl
             "model was trained for another label set: "
             f"{meta.get('label_set')} (this version uses {list(knowledge.labels())})"
         )
-    _warn_on_version_change(meta)
     with np.load(path, allow_pickle=False) as data:
         config = json.loads(data["config"].tobytes().decode("utf-8"))
         params = config["params"]
         params["char_ngrams"] = tuple(params["char_ngrams"])
         model = ComplaintClassifier(**params)
-        model.terms_ = data["terms"].tobytes().decode("utf-8").split("\n")
-        model.idf_ = data["idf"]
+        vectorizer = Vectorizer(model.char_ngrams, model.min_df, model.max_df, model.binary_tf)
+        vectorizer.terms_ = data["terms"].tobytes().decode("utf-8").split("\n")
+        vectorizer.idf_ = data["idf"]
+        model.vectorizer_ = vectorizer
         model.coef_ = data["coef"]
         model.intercept_ = data["intercept"]
         model.classes_ = data["classes"]
+        model.temperature_ = float(config["temperature"])
+    _warn_on_version_change(meta, model)
     return model

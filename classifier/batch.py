@@ -1,44 +1,76 @@
 """Label a whole table of messages, in chunks, on several processes, losing nothing.
 
-Every input row is written out, in input order, with its original columns unchanged
-plus the label columns and a ``status``:
+``label_chunk`` is the only labelling logic: one function over a pandas chunk of input rows,
+called by the local engine here (``label_table``) and by the Dask engine (``distributed``). It
+returns the chunk with its original columns unchanged plus the label columns and a ``status``:
 
 * ``ok``          labelled;
 * ``empty``       no text to label;
 * ``not_buyer``   a seller or system message (only buyer messages are labelled);
 * ``truncated``   labelled from the first ``max_chars`` characters;
 * ``error:<why>`` the row could not be parsed as it stands (kept as far as it was read).
+
+The local engine splits ``label_chunk`` at its seam: the main process reads, ``prepare``-s and
+``finish``-es chunks and writes them in order; worker processes only turn texts into
+``Decisions`` (compact arrays).
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from . import knowledge
-from .model import ComplaintClassifier, _softmax
+from .decision import REVIEW_REASONS, Decisions
+from .model import ComplaintClassifier
 from .redact import redact as redact_text
-from .tabular import (BUYER_VALUES, CONVERSATION_COLUMNS, ROLE_COLUMNS, TEXT_COLUMNS, TIME_COLUMNS, TableError,
-                      TableWriter, check_column, detect_column, open_table)
+from .tabular import (BUYER_VALUES, CONVERSATION_COLUMNS, ROLE_COLUMNS, SELLER_VALUES, TEXT_COLUMNS, TIME_COLUMNS,
+                      TableError, TableWriter, check_column, detect_column, looks_like_seller, open_table)
 
-LABEL_COLUMNS = ["label", "label_name", "confidence", "needs_review", "rule", "advice", "status"]
-CONVERSATION_OUTPUT_COLUMNS = ["conversation_id", "label", "label_name", "confidence", "needs_review",
-                               "buyer_messages", "driving_line", "driving_message", "top3", "rule", "advice"]
+LABEL_COLUMNS = ["label", "label_name", "confidence", "dispute_probability", "is_dispute", "needs_review",
+                 "review_reason", "rule", "advice", "status"]
+CONVERSATION_OUTPUT_COLUMNS = ["conversation_id", "label", "label_name", "confidence", "is_dispute", "needs_review",
+                               "other_disputes", "buyer_messages", "driving_line", "driving_message", "rule",
+                               "advice"]
+LABELLED = ("ok", "truncated", "ok_decoding_errors")
+STATUS_NAMES = {"ok": "已标注", "truncated": "已标注（截断）", "ok_decoding_errors": "已标注（文本有乱码）",
+                "empty": "空消息", "not_buyer": "非买家消息", "error": "无法解析的行"}
 
 
 @dataclass
 class Columns:
-    """The input columns the run uses (``None`` where there is none)."""
+    """The input columns the run uses (``None`` where there is none) and how buyers are told apart."""
 
     text: str
     role: str | None = None
     conversation: str | None = None
     time: str | None = None
     buyer_values: tuple[str, ...] = tuple(BUYER_VALUES)
+    seller_values: tuple[str, ...] | None = None
     header: tuple[str, ...] = ()
+
+    def is_buyer(self, roles: pd.Series) -> np.ndarray:
+        """Which rows are buyer messages, from the sender column's values.
+
+        With ``seller_values`` (or when the sender column holds nicknames, not roles), every
+        sender that is not a seller is a buyer; otherwise only the buyer values are."""
+        values = roles.fillna("").astype(str).str.strip().str.lower()
+        if self.seller_values is not None:
+            return ~values.isin(self.seller_values).to_numpy()
+        return values.isin(self.buyer_values).to_numpy()
+
+
+@dataclass
+class Options:
+    """What a run does besides labelling: how much text to use, whether to mask personal data."""
+
+    max_chars: int = 2000
+    redact: bool = False
 
 
 @dataclass
@@ -50,17 +82,39 @@ class Summary:
     rows_read: int = 0
     statuses: Counter = field(default_factory=Counter)
     labels: Counter = field(default_factory=Counter)
+    disputes: int = 0
     needs_review: int = 0
     least_confident: list = field(default_factory=list)
     conversations: int = 0
+    conversation_labels: Counter = field(default_factory=Counter)
 
     @property
     def labelled(self) -> int:
-        return self.statuses["ok"] + self.statuses["truncated"]
+        return sum(self.statuses[s] for s in LABELLED)
 
     @property
     def skipped(self) -> dict[str, int]:
-        return {k: v for k, v in sorted(self.statuses.items()) if k not in ("ok", "truncated")}
+        return {k: v for k, v in sorted(self.statuses.items()) if k not in LABELLED}
+
+    def add(self, out: pd.DataFrame, lines, text_column: str) -> None:
+        """Count a finished chunk (the output of ``label_chunk``)."""
+        self.rows_read += len(out)
+        self.statuses.update(out["status"].tolist())
+        labelled = out["label"] != ""
+        self.labels.update(out.loc[labelled, "label"].tolist())
+        self.disputes += int(out.loc[labelled, "is_dispute"].astype(bool).sum())
+        self.needs_review += int(out.loc[labelled, "needs_review"].astype(bool).sum())
+        confidence = out.loc[labelled, "confidence"].astype(float)
+        for position in confidence.nsmallest(20).index:
+            self._keep_least_confident(float(confidence[position]), int(lines[out.index.get_loc(position)]),
+                                       str(out.at[position, text_column]), str(out.at[position, "label"]))
+
+    def _keep_least_confident(self, probability: float, line: int, text: str, label: str, keep: int = 20) -> None:
+        items = self.least_confident
+        if len(items) < keep or probability < items[-1][0]:
+            items.append((probability, line, text[:200], label))
+            items.sort(key=lambda item: item[0])
+            del items[keep:]
 
     def check(self) -> None:
         """Raise if the rows written do not add up to the rows read."""
@@ -68,7 +122,8 @@ class Summary:
             raise AssertionError(f"row count mismatch: read {self.rows_read}, accounted for {sum(self.statuses.values())}")
 
 
-def resolve_columns(header, text=None, role=None, conversation=None, buyer_values=None, by_conversation=False) -> Columns:
+def resolve_columns(header, text=None, role=None, conversation=None, buyer_values=None, seller_values=None,
+                    by_conversation=False) -> Columns:
     """Pick the text, sender, conversation and time columns: the flags first, then common names."""
     text = check_column(header, text, "text") if text else detect_column(header, TEXT_COLUMNS, "text")
     role = check_column(header, role, "role") if role else detect_column(header, ROLE_COLUMNS, "role", required=False)
@@ -77,8 +132,23 @@ def resolve_columns(header, text=None, role=None, conversation=None, buyer_value
     else:
         conversation = detect_column(header, CONVERSATION_COLUMNS, "conversation", required=by_conversation)
     time = detect_column(header, TIME_COLUMNS, "time", required=False)
-    values = tuple(v.strip().lower() for v in buyer_values) if buyer_values else tuple(BUYER_VALUES)
-    return Columns(text, role, conversation, time, values, tuple(header))
+    buyers = tuple(v.strip().lower() for v in buyer_values) if buyer_values else tuple(BUYER_VALUES)
+    sellers = tuple(v.strip().lower() for v in seller_values) if seller_values else None
+    return Columns(text, role, conversation, time, buyers, sellers, tuple(header))
+
+
+def settle_roles(columns: Columns, sample: pd.DataFrame) -> Columns:
+    """When the sender column holds nicknames rather than roles (a 千牛-style export), switch to
+    "every sender that is not a seller is a buyer", with sellers told by common markers."""
+    if columns.role is None or columns.seller_values is not None:
+        return columns
+    values = sample[columns.role].fillna("").astype(str).str.strip().str.lower()
+    values = values[values != ""]
+    if not len(values) or values.isin(columns.buyer_values).any():
+        return columns
+    sellers = sorted({v for v in values.unique() if looks_like_seller(v)} | set(SELLER_VALUES))
+    return Columns(columns.text, columns.role, columns.conversation, columns.time, columns.buyer_values,
+                   tuple(sellers), columns.header)
 
 
 def output_columns(header: list[str]) -> list[str]:
@@ -97,38 +167,121 @@ def output_columns(header: list[str]) -> list[str]:
     return renamed + LABEL_COLUMNS
 
 
-# -- worker side ------------------------------------------------------------------------------
-_WORKER_MODEL: ComplaintClassifier | None = None
+# -- the one labelling function, in two halves -----------------------------------------------------
+def prepare(frame: pd.DataFrame, columns: Columns, options: Options, errors=None,
+            damaged=None) -> tuple[list[str], list[str]]:
+    """The texts to label in a chunk and every row's status (rows with a ``LABELLED`` status give a text).
+
+    ``errors`` (a reason or ``None`` per row) and ``damaged`` (whether a row's bytes needed
+    replacement characters) come from the reader."""
+    texts_all = frame[columns.text].fillna("").astype(str).tolist()
+    buyer = columns.is_buyer(frame[columns.role]) if columns.role else np.ones(len(frame), bool)
+    statuses, texts = [], []
+    for i, text in enumerate(texts_all):
+        error = errors[i] if errors is not None else None
+        if error:
+            statuses.append("error:" + error.replace(",", ";"))
+        elif not buyer[i]:
+            statuses.append("not_buyer")
+        elif not text.strip():
+            statuses.append("empty")
+        else:
+            statuses.append("ok_decoding_errors" if damaged is not None and damaged[i]
+                            else "truncated" if len(text) > options.max_chars else "ok")
+            texts.append(text[: options.max_chars])
+    return texts, statuses
 
 
-def _init_worker(model: ComplaintClassifier) -> None:
-    global _WORKER_MODEL  # one model per worker process, set once at start-up
-    _WORKER_MODEL = model
+def finish(frame: pd.DataFrame, statuses: list[str], decisions: Decisions, model: ComplaintClassifier,
+           columns: Columns, options: Options) -> pd.DataFrame:
+    """The chunk with its original columns (renamed where they clash) and the label columns."""
+    out = frame.copy()
+    out.columns = output_columns(list(frame.columns))[: len(frame.columns)]
+    if options.redact:
+        at = list(frame.columns).index(columns.text)
+        out.iloc[:, at] = out.iloc[:, at].fillna("").astype(str).map(redact_text)
+    labelled = np.array([s in LABELLED for s in statuses], dtype=bool)
+    tables = _label_tables(tuple(str(c) for c in model.classes_))
+    n = len(frame)
+
+    def column(values, empty):
+        full = np.full(n, empty, dtype=object)
+        full[labelled] = values
+        return full
+
+    index = decisions.label
+    out["label"] = column(tables["label"][index], "")
+    out["label_name"] = column(tables["name"][index], "")
+    out["confidence"] = column(np.round(decisions.probability.astype(float), 4), None)
+    out["dispute_probability"] = column(np.round(decisions.dispute_probability.astype(float), 4), None)
+    out["is_dispute"] = column(decisions.is_dispute.astype(bool), None)
+    out["needs_review"] = column(decisions.needs_review.astype(bool), None)
+    out["review_reason"] = column(np.array(["；".join(REVIEW_REASONS[r] for r in decisions.reasons(i, model.review_threshold))
+                                            for i in range(len(decisions))], dtype=object), "")
+    out["rule"] = column(tables["rule"][index], "")
+    out["advice"] = column(tables["advice"][index], "")
+    out["status"] = statuses
+    return out
 
 
-def _score_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    return score(_WORKER_MODEL, texts)
+def label_chunk(frame: pd.DataFrame, model: ComplaintClassifier, columns: Columns, options: Options,
+                errors=None, damaged=None) -> pd.DataFrame:
+    """Label one chunk of input rows (``prepare``, ``model.decide``, ``finish``)."""
+    texts, statuses = prepare(frame, columns, options, errors, damaged)
+    return finish(frame, statuses, model.decide(texts), model, columns, options)
 
 
-def score(model: ComplaintClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (float32, one row per text) and whether each text had any known term."""
-    columns, weights = model._encode(texts)
-    proba = _softmax(model._scores(columns, weights)).astype(np.float32)
-    return proba, np.array([len(c) > 0 for c in columns], dtype=bool)
+def _label_tables(classes: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per model class: id, Chinese name, rule and advice (looked up once per label, not per row)."""
+    entries = [knowledge.info(c) for c in classes]
+    return {"label": np.array(classes, dtype=object), "name": np.array([e.name for e in entries], dtype=object),
+            "rule": np.array([e.rule for e in entries], dtype=object),
+            "advice": np.array([e.advice_text() for e in entries], dtype=object)}
 
 
-# -- main side --------------------------------------------------------------------------------
-class _Labeller:
-    """Turns probabilities into the label columns, caching the per-label text."""
+# -- conversations ---------------------------------------------------------------------------------
+class ConversationPool:
+    """One label per conversation from its buyer messages, by the taxonomy's precedence.
 
-    def __init__(self, model: ComplaintClassifier) -> None:
-        self.classes = [str(c) for c in model.classes_]
-        entries = [knowledge.info(c) for c in self.classes]
-        self.names = [e.name for e in entries]
-        self.rules = [e.rule for e in entries]
-        self.advice = [e.advice_text() for e in entries]
+    A conversation is a dispute when any of its messages is; its label is the most serious
+    dispute label its messages raise (fraud > counterfeit > … ), its confidence the probability
+    of the message that carries that label, and the other disputes it raised are listed.
+    """
+
+    def __init__(self) -> None:
+        self._conversations: dict[str, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self._conversations)
+
+    def add(self, out: pd.DataFrame, lines, columns: Columns) -> None:
+        """Take the labelled rows of a finished chunk."""
+        labelled = np.flatnonzero((out["label"] != "").to_numpy())
+        keys = out[output_columns(list(columns.header))[list(columns.header).index(columns.conversation)]]
+        for i in labelled:
+            row = out.iloc[i]
+            entry = self._conversations.setdefault(str(keys.iloc[i]), {"count": 0, "best": {}})
+            entry["count"] += 1
+            label, probability = row["label"], float(row["confidence"])
+            best = entry["best"].get(label)
+            # a dispute label keeps its surest message; ``other`` its least sure one
+            if best is None or (probability < best[0] if label == "other" else probability > best[0]):
+                entry["best"][label] = (probability, int(lines[i]), str(out.iat[i, list(columns.header).index(columns.text)])[:200],
+                                        bool(row["needs_review"]))
+
+    def rows(self):
+        """Output rows, in the order the conversations first appeared."""
+        order = {label: rank for rank, label in enumerate(knowledge.labels())}
+        for key, entry in self._conversations.items():
+            disputes = sorted((label for label in entry["best"] if label != "other"), key=order.get)
+            label = disputes[0] if disputes else "other"
+            probability, line, text, review = entry["best"][label]
+            info = knowledge.info(label)
+            yield [key, label, info.name, round(probability, 4), bool(disputes), review, "; ".join(disputes[1:]),
+                   entry["count"], line, text, info.rule, info.advice_text()]
 
 
+# -- the local engine --------------------------------------------------------------------------------
 def label_table(
     input_path,
     output_path,
@@ -137,6 +290,7 @@ def label_table(
     text_column: str | None = None,
     role_column: str | None = None,
     buyer_values=None,
+    seller_values=None,
     conversation_column: str | None = None,
     by_conversation: bool = False,
     conversation_output=None,
@@ -144,199 +298,114 @@ def label_table(
     output_format: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
+    header_row: int | None = None,
     jobs: int | None = None,
     chunk_size: int = 4000,
     max_chars: int | None = None,
     redact: bool = False,
+    raw_cells: bool = False,
     progress=None,
     on_columns=None,
 ) -> Summary:
     """Label every buyer row of ``input_path`` into ``output_path``; return the ``Summary``.
 
-    ``progress`` is called with the number of rows done after each chunk; ``on_columns``
-    with the resolved ``Columns`` before any work starts.
+    ``progress`` is called with the number of rows done after each chunk; ``on_columns`` with
+    the resolved ``Columns`` before any work starts.
     """
-    reader = open_table(input_path, fmt=input_format, encoding=encoding, sheet=sheet)
+    reader = open_table(input_path, fmt=input_format, encoding=encoding, sheet=sheet, header_row=header_row)
     columns = resolve_columns(reader.columns, text_column, role_column, conversation_column, buyer_values,
-                              by_conversation)
-    if on_columns:
-        on_columns(columns)
-    max_chars = max_chars or model.max_chars
-    labeller = _Labeller(model)
+                              seller_values, by_conversation)
+    options = Options(max_chars or model.max_chars, redact)
     summary = Summary(columns, reader.encoding)
-    text_at = reader.columns.index(columns.text)
-    role_at = reader.columns.index(columns.role) if columns.role else None
-    conv_at = reader.columns.index(columns.conversation) if columns.conversation else None
-    pools: dict[str, _Pool] = {}
-    out_columns = output_columns(reader.columns)
+    pool = ConversationPool() if columns.conversation and by_conversation else None
     jobs = max(1, jobs or os.cpu_count() or 1)
-
-    with TableWriter(output_path, out_columns, output_format) as writer, _Scorer(model, jobs) as scorer:
+    chunks = reader.chunks(chunk_size)
+    with TableWriter(output_path, output_columns(reader.columns), output_format, raw_cells=raw_cells,
+                     sheet_name=reader.sheet_name) as writer, _Workers(model, jobs) as workers:
         pending: deque = deque()
 
-        def flush(block):
-            rows, texts = block
-            proba, signal = scorer.result()
-            k = 0
-            for row, status in rows:
-                extra = [""] * 6
-                if status in ("ok", "truncated"):
-                    p = proba[k]
-                    j = int(p.argmax())
-                    review = bool(p[j] < model.review_threshold or not signal[k])
-                    extra = [labeller.classes[j], labeller.names[j], f"{p[j]:.4f}", str(review).lower(),
-                             labeller.rules[j], labeller.advice[j]]
-                    summary.labels[labeller.classes[j]] += 1
-                    summary.needs_review += review
-                    _keep_least_confident(summary, float(p[j]), row.line, texts[k], labeller.classes[j])
-                    if conv_at is not None:
-                        key = row.values[conv_at]
-                        pools.setdefault(key, _Pool(len(labeller.classes))).add(p, row.line, texts[k])
-                    k += 1
-                values = list(row.values)
-                if redact:
-                    values[text_at] = redact_text(values[text_at])
-                writer.write(values + extra + [status])
-                summary.statuses[status] += 1
+        def flush() -> None:
+            chunk, statuses = pending.popleft()
+            out = finish(chunk.frame, statuses, workers.result(), model, summary.columns, options)
+            writer.write_frame(out)
+            summary.add(out, chunk.lines, out.columns[chunk.frame.columns.get_loc(summary.columns.text)])
+            if pool is not None:
+                pool.add(out, chunk.lines, summary.columns)
             if progress:
-                progress(len(rows))
+                progress(len(out))
 
-        for block in _blocks(reader.rows, text_at, role_at, columns.buyer_values, max_chars, chunk_size, summary):
-            scorer.submit(block[1])
-            pending.append(block)
+        for k, chunk in enumerate(chunks):
+            if k == 0:
+                summary.columns = settle_roles(columns, chunk.frame)
+                if on_columns:
+                    on_columns(summary.columns)
+            texts, statuses = prepare(chunk.frame, summary.columns, options, chunk.errors, chunk.damaged)
+            workers.submit(texts)
+            pending.append((chunk, statuses))
             while len(pending) > 2 * jobs:
-                flush(pending.popleft())
+                flush()
+        if not pending and on_columns and summary.rows_read == 0:
+            on_columns(summary.columns)
         while pending:
-            flush(pending.popleft())
+            flush()
+        if pool is not None:
+            _write_conversations(pool, conversation_output, output_format, raw_cells)
+            summary.conversations = len(pool)
     summary.check()
-    if by_conversation:
-        summary.conversations = _write_conversations(pools, labeller, model, conversation_output, output_format)
     return summary
 
 
-def _blocks(rows, text_at, role_at, buyer_values, max_chars, chunk_size, summary):
-    """Chunks of (rows with their status, texts to score)."""
-    block_rows, texts = [], []
-    for row in rows:
-        summary.rows_read += 1
-        text = row.values[text_at] if text_at < len(row.values) else ""
-        if row.error:
-            status = "error:" + row.error.replace(",", ";")
-        elif role_at is not None and row.values[role_at].strip().lower() not in buyer_values:
-            status = "not_buyer"
-        elif not text.strip():
-            status = "empty"
-        else:
-            status = "truncated" if len(text) > max_chars else "ok"
-            texts.append(text[:max_chars])
-        block_rows.append((row, status))
-        if len(block_rows) >= chunk_size:
-            yield block_rows, texts
-            block_rows, texts = [], []
-    if block_rows:
-        yield block_rows, texts
+def _write_conversations(pool: ConversationPool, path, fmt, raw_cells: bool) -> None:
+    if path is None:
+        raise TableError("--by-conversation needs a conversation output path")
+    with TableWriter(path, CONVERSATION_OUTPUT_COLUMNS, fmt, raw_cells=raw_cells) as writer:
+        for row in pool.rows():
+            writer.write(row)
 
 
-class _Scorer:
-    """Score chunks in submission order, in this process or on a pool of ``jobs`` processes.
+def _init_worker(model: ComplaintClassifier) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and stops the workers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    global _WORKER_MODEL  # one model per worker process, set once at start-up
+    _WORKER_MODEL = model
 
-    Texts already scored are remembered (chat exports repeat 好的, 在吗, 谢谢 …), so only
-    new texts are sent to the workers.
-    """
 
-    def __init__(self, model: ComplaintClassifier, jobs: int, max_cached: int = 300_000) -> None:
+_WORKER_MODEL: ComplaintClassifier | None = None
+
+
+def _decide_in_worker(texts: list[str]) -> Decisions:
+    return _WORKER_MODEL.decide(texts)
+
+
+class _Workers:
+    """Turn chunks of texts into ``Decisions`` in submission order, here or on ``jobs`` processes."""
+
+    def __init__(self, model: ComplaintClassifier, jobs: int) -> None:
         self.model = model
-        self.max_cached = max_cached
-        self.cache: dict[str, tuple[np.ndarray, bool]] = {}
         self.queue: deque = deque()
-        self.pending: set[str] = set()
         self.pool = None
         if jobs > 1:
             context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
             self.pool = context.Pool(jobs, initializer=_init_worker, initargs=(model,))
 
     def submit(self, texts: list[str]) -> None:
-        new = [t for t in dict.fromkeys(texts) if t not in self.cache and t not in self.pending]
-        self.pending.update(new)
-        if self.pool is not None and new:
-            work = self.pool.apply_async(_score_in_worker, (new,))
+        if self.pool is None:
+            self.queue.append(self.model.decide(texts))
         else:
-            work = score(self.model, new) if new else None
-        self.queue.append((texts, new, work))
+            self.queue.append(self.pool.apply_async(_decide_in_worker, (texts,)))
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """The scores of the oldest submitted chunk."""
-        texts, new, work = self.queue.popleft()
-        if new:
-            proba, signal = work.get() if hasattr(work, "get") else work
-            self.cache.update(zip(new, zip(proba, signal)))
-            self.pending.difference_update(new)
-        hits = [self.cache[t] for t in texts]
-        if len(self.cache) > self.max_cached:
-            keep = {t for queued, _, _ in self.queue for t in queued}
-            self.cache = {t: v for t, v in self.cache.items() if t in keep}
-        if not hits:
-            return np.zeros((0, len(self.model.classes_)), np.float32), np.zeros(0, bool)
-        return np.array([p for p, _ in hits]), np.array([s for _, s in hits])
+    def result(self) -> Decisions:
+        """The decisions on the oldest submitted chunk."""
+        work = self.queue.popleft()
+        return work if self.pool is None else work.get()
 
-    def __enter__(self) -> "_Scorer":
+    def __enter__(self) -> "_Workers":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self.pool is not None:
-            self.pool.terminate() if exc[0] else self.pool.close()
+            if exc_type is None:
+                self.pool.close()
+            else:
+                self.pool.terminate()
             self.pool.join()
-
-
-def _keep_least_confident(summary: Summary, probability: float, line: int, text: str, label: str, keep: int = 20):
-    items = summary.least_confident
-    if len(items) < keep or probability < items[-1][0]:
-        items.append((probability, line, text[:200], label))
-        items.sort(key=lambda item: item[0])
-        del items[keep:]
-
-
-class _Pool:
-    """Pooled probabilities of one conversation's buyer messages.
-
-    A conversation is a dispute when any of its messages is: each dispute label takes the
-    highest probability any message gave it, ``other`` the lowest; then they are normalised.
-    """
-
-    def __init__(self, n_classes: int) -> None:
-        self.best = np.zeros(n_classes, np.float32)
-        self.least = np.ones(n_classes, np.float32)
-        self.best_line = np.zeros(n_classes, np.int64)
-        self.best_text = [""] * n_classes
-        self.count = 0
-
-    def add(self, proba: np.ndarray, line: int, text: str) -> None:
-        self.count += 1
-        better = proba > self.best
-        for j in np.flatnonzero(better):
-            self.best_line[j] = line
-            self.best_text[j] = text[:200]
-        self.best = np.maximum(self.best, proba)
-        self.least = np.minimum(self.least, proba)
-
-    def pooled(self, other_index: int | None) -> np.ndarray:
-        pooled = self.best.copy()
-        if other_index is not None:
-            pooled[other_index] = self.least[other_index]
-        return pooled / pooled.sum()
-
-
-def _write_conversations(pools, labeller: _Labeller, model, path, fmt) -> int:
-    if path is None:
-        raise TableError("--by-conversation needs a conversation output path")
-    other = labeller.classes.index("other") if "other" in labeller.classes else None
-    with TableWriter(path, CONVERSATION_OUTPUT_COLUMNS, fmt) as writer:
-        for key, pool in pools.items():
-            p = pool.pooled(other)
-            order = np.argsort(-p)[:3]
-            j = int(order[0])
-            top3 = "; ".join(f"{labeller.classes[i]}:{p[i]:.3f}" for i in order)
-            writer.write([key, labeller.classes[j], labeller.names[j], f"{p[j]:.4f}",
-                          str(bool(p[j] < model.review_threshold)).lower(), pool.count,
-                          int(pool.best_line[j]), pool.best_text[j], top3, labeller.rules[j], labeller.advice[j]])
-    return len(pools)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+NOT_STATED = "平台规则未规定"
+SEVERITY_NAMES = {"high": "高", "medium": "中", "low": "低"}
 WINDOW_EVENTS = {
     "order_placed": "买家拍下",
     "trade_success": "交易成功",
@@ -52,6 +54,16 @@ class LabelInfo:
     advice: tuple[str, ...]
     advice_basis: str
 
+    @property
+    def severity_name(self) -> str:
+        """The severity in Chinese (高 / 中 / 低)."""
+        return SEVERITY_NAMES[self.severity]
+
+    @property
+    def has_rule(self) -> bool:
+        """Whether the platform rules name a rule for this label."""
+        return not self.rule.startswith(NOT_STATED)
+
     def advice_text(self) -> str:
         """The handling steps as one numbered line."""
         return " ".join(f"{i}. {step}" for i, step in enumerate(self.advice, 1))
@@ -73,7 +85,7 @@ class Deadline:
         if self.window.event == "any_time":
             return "可随时投诉，不受期限限制"
         if self.window.event not in WINDOW_EVENTS:
-            return f"投诉期限：{self.window.note}"
+            return self.window.note.rstrip("。")
         if self.last_day is None:
             event = WINDOW_EVENTS[self.window.event]
             return f"投诉期限为{self.window.describe()}；未提供{event}日期，无法计算截止日"
@@ -116,11 +128,17 @@ def labels() -> tuple[str, ...]:
 
 
 def info(label: str) -> LabelInfo:
-    """The knowledge-base entry of ``label``; ``KeyError`` names the valid ids."""
-    try:
-        return _entries()[label]
-    except KeyError:
-        raise KeyError(f"unknown label {label!r}; expected one of: {', '.join(labels())}") from None
+    """The knowledge-base entry of ``label`` (an id such as ``late_shipment`` or its Chinese name
+    such as ``延迟发货``); ``KeyError`` names the valid ids."""
+    entries = _entries()
+    if label in entries:
+        return entries[label]
+    by_name = {entry.name: entry for entry in entries.values()}
+    by_name.update({part: entry for entry in entries.values() for part in entry.name.split("/")})
+    if label in by_name:
+        return by_name[label]
+    raise KeyError(f"unknown label {label!r}; expected one of: {', '.join(labels())} "
+                   f"(or a Chinese name such as {entries['late_shipment'].name})")
 
 
 def complaint_deadline(

@@ -1,34 +1,57 @@
-"""Read and write tables of messages: CSV, TSV, XLSX and JSONL, streamed row by row.
+"""Read and write tables of messages: CSV, TSV, XLSX, JSONL and Parquet, streamed in chunks.
 
-Reading never drops a row. A CSV line with a broken quote or the wrong number of
-fields comes back as a ``Row`` with an ``error`` and as much of its content as could
-be recovered; the caller decides what to do with it.
+Reading never drops a row. A CSV line with a broken quote or the wrong number of fields
+comes back with an ``error`` and as much of its content as could be recovered; bytes that are
+not valid in the file's encoding are replaced (U+FFFD) and the row is marked ``damaged``.
+Hostile files end in a clear ``TableError``: an XLSX that would expand beyond the limits
+below, a line longer than ``MAX_LINE_CHARS``, a JSON line nested too deep.
+
+Writing is injection-safe: a cell that comes from the input and starts like a formula
+(``= + - @``, tab, carriage return) is written to CSV/TSV behind a ``'`` (the OWASP rule, so
+Excel shows it as text; ``raw_cells=True`` turns this off for machine consumers) and to XLSX as
+a string cell, never a formula. Our readers undo the prefix, so a round trip loses nothing.
 """
 from __future__ import annotations
 
 import codecs
 import csv
 import json
+import math
 import os
+import re
 import sys
 import tempfile
+import zipfile
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
 TEXT_COLUMNS = ["text", "message", "content", "msg", "body", "内容", "聊天内容", "消息内容", "消息",
                 "买家留言", "留言", "文本", "评论", "评价内容", "评价", "review", "comment"]
-ROLE_COLUMNS = ["role", "sender", "sender_type", "speaker", "from", "发送方", "发送者", "角色", "身份", "说话人"]
+ROLE_COLUMNS = ["role", "sender", "sender_type", "speaker", "from", "发送方", "发送者", "发送人", "角色", "身份",
+                "说话人"]
 CONVERSATION_COLUMNS = ["conversation_id", "session_id", "conversation", "session", "chat_id", "dialog_id",
                         "会话ID", "会话id", "会话编号", "会话", "订单号", "order_id"]
 TIME_COLUMNS = ["time", "timestamp", "datetime", "created_at", "date", "时间", "发送时间", "消息时间", "日期"]
 BUYER_VALUES = ["买家", "buyer", "customer", "客户", "顾客", "用户", "user", "消费者"]
+SELLER_VALUES = ["卖家", "seller", "客服", "商家", "店家", "店主", "掌柜", "小二", "shop", "agent", "staff", "系统",
+                 "system", "机器人", "bot"]
+_SELLER_NICKNAME = re.compile(r"旗舰店|专营店|专卖店|官方|客服|商家|卖家|店长|掌柜|小二|:|：")
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".parquet": "parquet"}
 ENCODINGS = ["utf-8", "gb18030"]
-MAX_RECORD_CHARS = 1 << 22  # a quoted field longer than this is taken as an unbalanced quote
 SAMPLE_BYTES = 1 << 16
+MAX_RECORD_CHARS = 1 << 22    # a quoted field longer than this is taken as an unbalanced quote
+MAX_LINE_CHARS = 1 << 24      # a physical line is read up to this many characters; the rest is dropped and the row marked
+HEADER_SEARCH_ROWS = 10       # the header is the first of these rows that names a known column
+MAX_XLSX_PART_BYTES = 1 << 30           # no part of an XLSX may expand beyond 1 GiB ...
+MAX_XLSX_RATIO = 200                    # ... or expand more than 200 times over 16 MiB
+MAX_COLUMNS = 4096
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_DAMAGED = re.compile("[\udc80-\udcff]")
 
 
 class TableError(Exception):
@@ -42,6 +65,17 @@ class Row:
     line: int
     values: list[str]
     error: str | None = None
+    damaged: bool = False
+
+
+@dataclass
+class Chunk:
+    """Consecutive input rows as a DataFrame of strings, with each row's line, error and damage flag."""
+
+    frame: "object"
+    lines: list[int]
+    errors: list[str | None]
+    damaged: list[bool]
 
 
 @dataclass
@@ -53,19 +87,38 @@ class TableReader:
     columns: list[str]
     encoding: str | None
     rows: Iterator[Row]
+    sheet_name: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    def chunks(self, size: int = 4000) -> Iterator[Chunk]:
+        """The rows in chunks of ``size``."""
+        import pandas as pd
+
+        block: list[Row] = []
+        for row in self.rows:
+            block.append(row)
+            if len(block) == size:
+                yield _chunk(block, self.columns, pd)
+                block = []
+        if block:
+            yield _chunk(block, self.columns, pd)
+
+
+def _chunk(rows: list[Row], columns: list[str], pd) -> Chunk:
+    frame = pd.DataFrame([row.values for row in rows], columns=columns, dtype=object)
+    return Chunk(frame, [row.line for row in rows], [row.error for row in rows], [row.damaged for row in rows])
 
 
 def table_format(path: str | os.PathLike, override: str | None = None) -> str:
     """The format of ``path`` from ``override`` or its extension."""
     if override:
         if override not in set(FORMATS.values()):
-            raise TableError(f"unknown format {override!r}; expected one of: csv, tsv, xlsx, jsonl")
+            raise TableError(f"unknown format {override!r}; expected one of: csv, tsv, xlsx, jsonl, parquet")
         return override
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise TableError(f"cannot tell the format of {str(path)!r} from its extension; "
-                         "use .csv, .tsv, .xlsx or .jsonl, or pass --format")
+                         "use .csv, .tsv, .xlsx, .jsonl or .parquet, or pass --format")
     return FORMATS[suffix]
 
 
@@ -102,16 +155,25 @@ def _mostly_utf8(sample: bytes, final: bool) -> bool:
     return wide > 2 * bad
 
 
-def open_table(path, *, fmt: str | None = None, encoding: str | None = None, sheet: str | None = None) -> TableReader:
-    """Open ``path`` for streaming; errors name the file and what was wrong."""
+def open_table(path, *, fmt: str | None = None, encoding: str | None = None, sheet: str | None = None,
+               header_row: int | None = None) -> TableReader:
+    """Open ``path`` for streaming; errors name the file and what was wrong.
+
+    ``header_row`` (1-based) says which row holds the column names; by default it is the first
+    of the first ten rows that names a known column (a title row above the header is skipped).
+    """
     path = str(path)
     if os.path.isdir(path):
         raise TableError(f"input is a folder, not a file: {path}")
     if not os.path.exists(path):
         raise TableError(f"input file not found: {path}")
+    if header_row is not None and header_row < 1:
+        raise TableError(f"--header-row counts from 1, got {header_row}")
     fmt = table_format(path, fmt)
     if fmt == "xlsx":
-        return _open_xlsx(path, sheet)
+        return _open_xlsx(path, sheet, header_row)
+    if fmt == "parquet":
+        return _open_parquet(path)
     encoding = encoding or detect_encoding(path)
     try:
         codecs.lookup(encoding)
@@ -119,12 +181,34 @@ def open_table(path, *, fmt: str | None = None, encoding: str | None = None, she
         raise TableError(f"unknown encoding {encoding!r}") from None
     if fmt == "jsonl":
         return _open_jsonl(path, encoding)
-    return _open_delimited(path, encoding, "\t" if fmt == "tsv" else ",", fmt)
+    return _open_delimited(path, encoding, "\t" if fmt == "tsv" else ",", fmt, header_row)
+
+
+# -- text files ------------------------------------------------------------------------------------
+class _CutLine(str):
+    """A physical line whose rest, beyond ``MAX_LINE_CHARS``, was dropped."""
 
 
 def _text_lines(path: str, encoding: str) -> Iterator[str]:
-    with open(path, encoding=encoding, errors="replace", newline="") as fh:
-        yield from fh
+    """Physical lines, each at most ``MAX_LINE_CHARS`` characters (a longer one comes back cut, as a
+    ``_CutLine``); undecodable bytes come back as lone surrogates."""
+    with open(path, encoding=encoding, errors="surrogateescape", newline="") as fh:
+        while True:
+            line = fh.readline(MAX_LINE_CHARS)
+            if not line:
+                return
+            if len(line) == MAX_LINE_CHARS and not line.endswith("\n"):
+                while (rest := fh.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                    pass
+                line = _CutLine(line + "\n")
+            yield line
+
+
+def _repair(text: str) -> tuple[str, bool]:
+    """``text`` with undecodable bytes as U+FFFD, and whether there were any."""
+    if _DAMAGED.search(text):
+        return _DAMAGED.sub("\ufffd", text), True
+    return text, False
 
 
 def _scan(line: str, delimiter: str, quoted: bool) -> str:
@@ -196,39 +280,90 @@ def _parse(lines: list[str], delimiter: str) -> list[str]:
     return next(csv.reader(lines, delimiter=delimiter), [])
 
 
-def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str) -> TableReader:
+def _is_header(values: list[str]) -> bool:
+    """Whether a row can be a header below title rows: two or more names, one of them a known column."""
+    known = {name.lower() for name in TEXT_COLUMNS + ROLE_COLUMNS + CONVERSATION_COLUMNS}
+    names = [str(v).strip().lower() for v in values if str(v).strip()]
+    return len(names) >= 2 and any(name in known for name in names)
+
+
+def _is_title(values: list[str]) -> bool:
+    """Whether a row above the header looks like a title (at most one filled cell)."""
+    return sum(1 for v in values if str(v).strip()) <= 1
+
+
+def _header_at(rows: list[list[str]]) -> int:
+    """Which of the first rows is the header: the first one, unless it and the rows after it are
+    titles (one cell at most) up to a row that ``_is_header``."""
+    for k, values in enumerate(rows):
+        if _is_header(values):
+            return k
+        if not _is_title(values):
+            return 0
+    return 0
+
+
+def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_row: int | None) -> TableReader:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a message may be longer than the default 128 KiB
     records = _records(_text_lines(path, encoding), delimiter)
-    try:
-        first = next(records)
-    except UnicodeDecodeError as exc:
-        raise TableError(f"cannot decode {path} as {encoding}: {exc}; pass --encoding") from None
-    except StopIteration:
-        raise TableError(f"input file is empty: {path}") from None
-    header = [name.strip() for name in _parse(first[1], delimiter)]
+    head: list[tuple[int, list[str], bool]] = []
+    for record in records:
+        if header_row is not None and record[0] < header_row:
+            continue
+        head.append(record)
+        values = _parse(record[1], delimiter)
+        if header_row is not None or len(head) == HEADER_SEARCH_ROWS or not _is_title(values):
+            break
+    if not head:
+        raise TableError(f"input file is empty: {path}" if header_row is None else
+                         f"input file has fewer than {header_row} rows: {path}")
+    at = 0 if header_row is not None else _header_at([_parse(record[1], delimiter) for record in head])
+    header = [_repair(name.strip())[0] for name in _parse(head[at][1], delimiter)]
     if not any(header):
         raise TableError(f"input file has no header row: {path}")
     header = _unique_names(header)
+    skipped = head[at][0] - 1
+    notes = [f"header found on line {head[at][0]}; {skipped} line(s) above it skipped"] if skipped else []
+    records = _chain(head[at + 1 :], records)
 
     def rows() -> Iterator[Row]:
         width = len(header)
         for line, lines, balanced in records:
+            error = "line too long" if any(isinstance(part, _CutLine) for part in lines) else None
+            repaired = [_repair(part) for part in lines]
+            damaged = any(flag for _, flag in repaired)
+            lines = [part for part, _ in repaired]
             text = "".join(lines)
             if not text.strip("\r\n"):
                 continue
             if not balanced:
-                values = text.rstrip("\r\n").split(delimiter)
-                yield Row(line, _fit(values, width, delimiter), "unbalanced quote")
+                yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), "unbalanced quote", damaged)
                 continue
             try:
-                values = _parse(lines, delimiter)
+                values = [_undo_prefix(v) for v in _parse(lines, delimiter)]
             except csv.Error as exc:
-                yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), f"bad CSV: {exc}")
+                yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), f"bad CSV: {exc}", damaged)
                 continue
-            error = None if len(values) == width else f"expected {width} fields, got {len(values)}"
-            yield Row(line, _fit(values, width, delimiter), error)
+            if error is None and len(values) != width:
+                error = f"expected {width} fields, got {len(values)}"
+            yield Row(line, _fit(values, width, delimiter), error, damaged)
 
-    return TableReader(path, fmt, header, encoding, rows())
+    return TableReader(path, fmt, header, encoding, rows(), notes=notes)
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def _undo_prefix(value: str) -> str:
+    """A cell our writer neutralised (``'=…``) back to what the input held."""
+    return value[1:] if value[:1] == "'" and _looks_like_formula(value[1:]) else value
+
+
+def _looks_like_formula(value: str) -> bool:
+    """Whether a spreadsheet could run ``value`` (or ``value`` is ``'`` before such a value)."""
+    return value.startswith(FORMULA_START) or (value[:1] == "'" and value.lstrip("'").startswith(FORMULA_START))
 
 
 def _fit(values: list[str], width: int, delimiter: str) -> list[str]:
@@ -240,6 +375,8 @@ def _fit(values: list[str], width: int, delimiter: str) -> list[str]:
 
 def _unique_names(names: list[str]) -> list[str]:
     """Header names made unique (``内容``, ``内容.1``) and blank ones named by position."""
+    if len(names) > MAX_COLUMNS:
+        raise TableError(f"the header has {len(names)} columns; at most {MAX_COLUMNS} are supported")
     taken = {name for name in names if name}
     out: list[str] = []
     for i, name in enumerate(names):
@@ -252,35 +389,41 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
+def _json_object(line: str):
+    try:
+        obj = json.loads(line)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj
+
+
 def _open_jsonl(path: str, encoding: str) -> TableReader:
-    # Columns are the keys of the first object, then any new key as it appears would
-    # change the header mid-stream; so the header is read in a first pass over keys.
+    # The header is the union of the objects' keys, in order of appearance, read in a first pass.
     columns: dict[str, None] = {}
-    with open(path, encoding=encoding, errors="replace") as fh:
-        for line in fh:
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                columns.update(dict.fromkeys(map(str, obj)))
+    for line in _text_lines(path, encoding):
+        try:
+            columns.update(dict.fromkeys(map(str, _json_object(_repair(line)[0]))))
+        except ValueError:
+            continue
+        if len(columns) > MAX_COLUMNS:
+            raise TableError(f"{path}: the objects have more than {MAX_COLUMNS} distinct keys")
     if not columns:
         raise TableError(f"no JSON objects found in {path}")
     header = list(columns)
 
     def rows() -> Iterator[Row]:
-        with open(path, encoding=encoding, errors="replace") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                    if not isinstance(obj, dict):
-                        raise ValueError("not a JSON object")
-                except ValueError as exc:
-                    yield Row(number, [line.rstrip("\n")] + [""] * (len(header) - 1), f"invalid JSON: {exc}")
-                    continue
-                yield Row(number, [_cell(obj.get(name)) for name in header])
+        for number, raw in enumerate(_text_lines(path, encoding), 1):
+            line, damaged = _repair(raw)
+            if not line.strip():
+                continue
+            try:
+                obj = _json_object(line)
+            except ValueError as exc:
+                yield Row(number, [line.rstrip("\n")] + [""] * (len(header) - 1), f"invalid JSON: {exc}", damaged)
+                continue
+            yield Row(number, [_cell(obj.get(name)) for name in header], None, damaged)
 
     return TableReader(path, "jsonl", header, encoding, rows())
 
@@ -290,6 +433,8 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, float) and value != value:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, (dict, list)):
@@ -297,34 +442,101 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _open_xlsx(path: str, sheet: str | None) -> TableReader:
+# -- XLSX and Parquet ------------------------------------------------------------------------------
+def _check_xlsx_size(path: str) -> None:
+    """Refuse an XLSX whose parts would expand beyond the limits (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.file_size > MAX_XLSX_PART_BYTES or (info.file_size > 1 << 24 and ratio > MAX_XLSX_RATIO):
+                    raise TableError(f"{path}: part {info.filename} would expand to {info.file_size:,} bytes "
+                                     f"({ratio:.0f}× its compressed size); refusing to read it")
+    except zipfile.BadZipFile as exc:
+        raise TableError(f"cannot read {path} as XLSX: {exc}") from None
+
+
+def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableReader:
+    import defusedxml  # noqa: F401  (openpyxl parses with it when it is installed: no entity expansion)
     from openpyxl import load_workbook
 
+    _check_xlsx_size(path)
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a broken file
+    except Exception as exc:  # openpyxl raises many types for a broken or hostile file
         raise TableError(f"cannot read {path} as XLSX: {exc}") from None
     if sheet is not None and sheet not in workbook.sheetnames:
         raise TableError(f"no sheet {sheet!r} in {path}; sheets: {', '.join(workbook.sheetnames)}")
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
-    cells = worksheet.iter_rows(values_only=True)
+    cells = enumerate(worksheet.iter_rows(values_only=True), 1)
+    seen: list[tuple[int, list[str]]] = []
     try:
-        header = _unique_names([_cell(v).strip() for v in next(cells)])
-    except StopIteration:
-        raise TableError(f"sheet {worksheet.title!r} of {path} is empty") from None
+        for number, values in cells:
+            values = _trim([_cell(v).strip() for v in values])
+            if header_row is not None:
+                if number == header_row:
+                    seen = [(number, values)]
+                    break
+                continue
+            if any(values):
+                seen.append((number, values))
+                if not _is_title(values) or len(seen) == HEADER_SEARCH_ROWS:
+                    break
+    except Exception as exc:
+        raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {exc}") from None
+    if not seen:
+        raise TableError(f"sheet {worksheet.title!r} of {path} is empty" if header_row is None
+                         else f"sheet {worksheet.title!r} of {path} has no row {header_row}")
+    at = 0 if header_row is not None else _header_at([v for _, v in seen])
+    header_line, header = seen[at]
+    header = _unique_names(_trim(header))
+    later = seen[at + 1 :]
+    notes = [f"header found on row {header_line}; {at} row(s) above it skipped"] if at else []
 
     def rows() -> Iterator[Row]:
         width = len(header)
-        for number, values in enumerate(cells, 2):
-            values = [_cell(v) for v in values]
-            if not any(values):
-                continue
-            yield Row(number, _fit(values, width, " "))
-        workbook.close()
+        try:
+            for number, values in _chain(later, ((n, _trim([_cell(v) for v in vals])) for n, vals in cells)):
+                if not any(values):
+                    continue
+                yield Row(number, _fit(values, width, " "))
+        except Exception as exc:
+            raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {exc}") from None
+        finally:
+            workbook.close()
 
-    return TableReader(path, "xlsx", header, None, rows())
+    return TableReader(path, "xlsx", header, None, rows(), sheet_name=worksheet.title, notes=notes)
 
 
+def _trim(values: list[str]) -> list[str]:
+    """A header row without the empty cells after its last name."""
+    while values and not values[-1]:
+        values = values[:-1]
+    return values
+
+
+def _open_parquet(path: str) -> TableReader:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise TableError("reading Parquet needs pyarrow: pip install \"complaint-classifier[parquet]\"") from None
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:
+        raise TableError(f"cannot read {path} as Parquet: {exc}") from None
+    header = _unique_names([str(name) for name in parquet.schema_arrow.names])
+
+    def rows() -> Iterator[Row]:
+        number = 0
+        for batch in parquet.iter_batches(batch_size=4096):
+            for record in zip(*(column.to_pylist() for column in batch.columns)):
+                number += 1
+                yield Row(number, [_cell(v) for v in record])
+
+    return TableReader(path, "parquet", header, None, rows())
+
+
+# -- columns ---------------------------------------------------------------------------------------
 def detect_column(columns, candidates: list[str], what: str, required: bool = True) -> str | None:
     """The first column whose name matches a candidate (case-insensitive), else an error or None."""
     lowered = {str(c).strip().lower(): c for c in columns}
@@ -344,8 +556,14 @@ def check_column(columns, name: str, what: str) -> str:
     return name
 
 
+def looks_like_seller(value: str) -> bool:
+    """Whether a sender value names the shop side (客服, a 旗舰店 nickname, 店名:客服名 …)."""
+    value = value.strip().lower()
+    return value in SELLER_VALUES or bool(_SELLER_NICKNAME.search(value))
+
+
 def read_table(path, **kwargs):
-    """A whole (small) table as a pandas DataFrame of strings; for notebooks and reviewed sheets."""
+    """A whole (small) table as a pandas DataFrame of strings; for notebooks, reviewed sheets, ``evaluate``."""
     import pandas as pd
 
     reader = open_table(path, **kwargs)
@@ -353,28 +571,70 @@ def read_table(path, **kwargs):
     return frame.fillna("")
 
 
-class TableWriter:
-    """Write rows to CSV (UTF-8 with BOM), TSV, XLSX or JSONL through a temporary file.
+# -- writing ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
-    The file appears under its name only when ``close()`` succeeds; ``abort()`` (or an
-    exception inside ``with``) leaves nothing behind. ``path`` ``-`` writes CSV to stdout.
+
+def _plain(value) -> str:
+    """A cell as CSV text: booleans as true/false, missing values empty, numbers as they print."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def neutralise(value: str) -> str:
+    """A cell that a spreadsheet would run as a formula, made text (OWASP: a leading ``'``).
+
+    A cell that already starts with ``'`` and a formula character gets one more, so that reading
+    it back (which drops one) gives the original."""
+    return "'" + value if _looks_like_formula(value) else value
+
+
+class TableWriter:
+    """Write rows to CSV (UTF-8 with BOM), TSV, XLSX, JSONL or Parquet through a temporary file.
+
+    The file appears under its name only when ``close()`` succeeds, with the permissions the
+    umask gives; ``abort()`` (or an exception inside ``with``) leaves nothing behind. ``path``
+    ``-`` writes CSV, TSV or JSONL to stdout. Errors name ``path``, never the temporary file.
     """
 
-    def __init__(self, path, columns: list[str], fmt: str | None = None) -> None:
+    def __init__(self, path, columns: list[str], fmt: str | None = None, *, raw_cells: bool = False,
+                 sheet_name: str | None = None) -> None:
         self.path = str(path)
         self.columns = list(columns)
+        self.raw_cells = raw_cells
+        self.sheet_name = sheet_name or "labels"
         self.format = "csv" if self.path == "-" and not fmt else table_format(self.path, fmt)
+        self._tmp = None
         if self.path == "-":
-            self._tmp = None
+            if self.format in ("xlsx", "parquet"):
+                raise TableError(f"{self.format} cannot be written to stdout: give an output file name")
             self._fh = sys.stdout
         else:
+            check_writable(self.path)
             folder = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(folder):
-                raise TableError(f"output folder does not exist: {folder}")
-            fd, self._tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(self.path)}.", suffix=".part")
-            self._fh = os.fdopen(fd, "wb" if self.format == "xlsx" else "w",
-                                 **({} if self.format == "xlsx" else {"encoding": "utf-8-sig" if self.format == "csv" else "utf-8", "newline": ""}))
-        self._start()
+            try:
+                fd, self._tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(self.path)}.", suffix=".part")
+            except OSError as exc:
+                raise TableError(f"cannot write {self.path}: {exc.strerror}") from None
+            binary = self.format in ("xlsx", "parquet")
+            self._fh = os.fdopen(fd, "wb" if binary else "w", **({} if binary else {
+                "encoding": "utf-8-sig" if self.format == "csv" else "utf-8", "newline": ""}))
+        self._guard(self._start)
+
+    def _guard(self, action, *args):
+        try:
+            return action(*args)
+        except OSError as exc:
+            self.abort()
+            reason = "no space left on the device" if exc.errno == 28 else exc.strerror or str(exc)
+            raise TableError(f"cannot write {self.path}: {reason}") from None
 
     def _start(self) -> None:
         if self.format in ("csv", "tsv"):
@@ -384,33 +644,102 @@ class TableWriter:
             from openpyxl import Workbook
 
             self._book = Workbook(write_only=True)
-            self._sheet = self._book.create_sheet("labels")
-            self._sheet.append(self.columns)
+            self._sheet = self._book.create_sheet(_sheet_title(self.sheet_name))
+            self._sheet.freeze_panes = "A2"
+            self._widths = [min(60, max(8, _width(c))) for c in self.columns]
+            self._rows = 0
+            self._header = self.columns
+        elif self.format == "parquet":
+            self._batches: list = []
 
     def write(self, values: list) -> None:
         """Write one row, values in the order of ``columns``."""
+        self._guard(self._write_rows, [values])
+
+    def write_frame(self, frame) -> None:
+        """Write the rows of a DataFrame whose columns are ``columns``."""
+        if self.format == "parquet":
+            self._batches.append(frame)
+            return
+        self._guard(self._write_rows, frame.itertuples(index=False, name=None))
+
+    def _write_rows(self, rows) -> None:
         if self.format in ("csv", "tsv"):
-            self._csv.writerow(values)
+            if self.raw_cells:
+                self._csv.writerows([_plain(v) for v in row] for row in rows)
+            else:
+                self._csv.writerows([neutralise(_plain(v)) for v in row] for row in rows)
         elif self.format == "xlsx":
-            self._sheet.append([_xlsx_safe(v) for v in values])
+            self._write_xlsx(rows)
+        elif self.format == "parquet":
+            import pandas as pd
+
+            self._batches.append(pd.DataFrame(list(rows), columns=self.columns, dtype=object))
         else:
-            self._fh.write(json.dumps(dict(zip(self.columns, values)), ensure_ascii=False) + "\n")
+            self._fh.write("".join(json.dumps(dict(zip(self.columns, map(_json_value, row))), ensure_ascii=False)
+                                   + "\n" for row in rows))
+
+    def _write_xlsx(self, rows) -> None:
+        from openpyxl.cell import WriteOnlyCell
+
+        if self._rows == 0:
+            self._sheet.append([WriteOnlyCell(self._sheet, value=_xlsx_text(c)) for c in self.columns])
+        for row in rows:
+            cells = []
+            for k, value in enumerate(row):
+                value = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+                cell = WriteOnlyCell(self._sheet, value=_xlsx_text(value) if isinstance(value, str) else value)
+                if isinstance(value, str):
+                    cell.data_type = "s"  # a string is a string, never a formula
+                    if self._rows < 200:
+                        self._widths[k] = min(60, max(self._widths[k], _width(value)))
+                cells.append(cell)
+            self._sheet.append(cells)
+            self._rows += 1
 
     def close(self) -> None:
         """Finish the file and move it into place."""
+        self._guard(self._finish)
+
+    def _finish(self) -> None:
         if self.format == "xlsx":
+            from openpyxl.utils import get_column_letter
+
+            if self._rows == 0:
+                self._write_xlsx([])
+            for k, width in enumerate(self._widths, 1):
+                self._sheet.column_dimensions[get_column_letter(k)].width = width
+            self._sheet.auto_filter.ref = f"A1:{get_column_letter(max(1, len(self.columns)))}{self._rows + 1}"
             self._book.save(self._fh)
+        elif self.format == "parquet":
+            self._write_parquet()
         if self._tmp is None:
             self._fh.flush()
             return
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
         self._fh.close()
+        os.chmod(self._tmp, 0o666 & ~_umask())
         os.replace(self._tmp, self.path)
         self._tmp = None
+
+    def _write_parquet(self) -> None:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frame = pd.concat(self._batches, ignore_index=True) if self._batches else pd.DataFrame(columns=self.columns)
+        frame.columns = self.columns
+        table = pa.Table.from_pandas(frame.infer_objects(), preserve_index=False)
+        pq.write_table(table, self._fh)
 
     def abort(self) -> None:
         """Drop the temporary file."""
         if self._tmp is not None:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass
             Path(self._tmp).unlink(missing_ok=True)
             self._tmp = None
 
@@ -424,9 +753,35 @@ class TableWriter:
             self.abort()
 
 
-def _xlsx_safe(value):
+def check_writable(path: str) -> None:
+    """Raise ``TableError`` unless a file can be created at ``path`` (folder exists and is writable)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise TableError(f"output folder does not exist: {folder}")
+    if os.path.isdir(path):
+        raise TableError(f"output is a folder, not a file: {path}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TableError(f"cannot write {path}: the folder {folder} is not writable")
+
+
+def _json_value(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # NumPy scalars
+        return value.item()
+    return value
+
+
+def _xlsx_text(value):
     """Strip characters XLSX cannot hold (control characters)."""
     if isinstance(value, str):
         return "".join(ch for ch in value if ch in "\t\n\r" or ord(ch) >= 32)
     return value
 
+
+def _sheet_title(name: str) -> str:
+    return re.sub(r"[\[\]:*?/\\]", "_", name)[:31] or "labels"
+
+
+def _width(value: str) -> int:
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in str(value)[:60]) + 2

@@ -1,24 +1,35 @@
-"""Load and validate training data, cross-validate, evaluate and train.
+"""Load and validate training data, cross-validate, calibrate, evaluate and train.
 
 A training file is a CSV with the columns ``text`` and ``label`` and optionally
-``secondary``, ``source`` (``written`` or ``augmented``) and, for augmented rows,
-``origin`` (the written text the variant was made from). A reviewed file from a batch
-run, with a filled ``correct_label`` column, is accepted as extra data as it is.
+``secondary``, ``source`` (``written`` by us, ``real`` buyer text we labelled, ``reviewed``
+rows from a service team, ``augmented`` variants), ``origin`` (for augmented rows: the
+written text the variant was made from) and ``kind`` (``chat`` turn or ``review``). Other
+columns (such as the two annotations beside a real row's label) are kept out of training.
+A reviewed file from a batch run, with a filled ``correct_label`` column, is accepted as extra
+data as it is.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import knowledge
-from .model import ComplaintClassifier
+from .decision import decide
+from .model import ComplaintClassifier, fit_linear, softmax
+from .segment import userdict_sha256
 
-DEFAULT_DATA_DIR = Path("data") / "messages"
-COLUMNS = ["text", "label", "secondary", "source", "origin"]
+DEFAULT_DATA_DIRS = (Path("data") / "messages", Path("data") / "real")
+COLUMNS = ["text", "label", "secondary", "source", "origin", "kind"]
+SOURCES = ("written", "real", "reviewed", "augmented")
+DUPLICATE_JACCARD = 0.5      # rows this close (character 4-grams) always share a fold
+CHAT_FALSE_ALARM_TARGET = 0.03
+REVIEW_ACCURACY_TARGET = 0.9
+DEFAULT_REAL_WEIGHT = 1.0    # weight of a real (or reviewed) row against a written one, chosen by CV on real data
 
 
 class DataError(ValueError):
@@ -47,22 +58,31 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
-def load_corpus(paths=(DEFAULT_DATA_DIR,)) -> pd.DataFrame:
+def default_data_paths() -> list[Path]:
+    """The project's training folders that exist (``data/messages``, ``data/real``)."""
+    return [path for path in DEFAULT_DATA_DIRS if path.is_dir()]
+
+
+def load_corpus(paths=None) -> pd.DataFrame:
     """Read training CSVs (files or folders of ``*.csv``) into one validated table.
 
-    Columns of the result: ``text``, ``label``, ``secondary``, ``source``, ``origin``, ``file``.
+    Columns of the result: ``text``, ``label``, ``secondary``, ``source``, ``origin``, ``kind``,
+    ``file``. ``paths`` defaults to ``default_data_paths()``.
     """
     frames = []
-    for path in _csv_files(paths):
+    for path in _csv_files(default_data_paths() if paths is None else paths):
         frame = _read_csv(path)
         missing = {"text", "label"} - set(frame.columns)
         if missing:
             raise DataError(f"{path}: missing column(s) {sorted(missing)}; columns are {list(frame.columns)}")
-        for column in ("secondary", "source", "origin"):
+        for column in COLUMNS[2:]:
             if column not in frame.columns:
                 frame[column] = ""
+        if "outcome" in frame.columns:  # annotated real data: rows the adjudicator dropped are not training data
+            frame = frame[frame["outcome"] != "dropped"].reset_index(drop=True)
         frame = frame[COLUMNS].copy()
         frame["source"] = frame["source"].replace("", "written")
+        frame["kind"] = frame["kind"].where(frame["kind"] != "", "chat" if "chat" in path.stem else "")
         frame["file"] = path.name
         _check_labels(frame, path)
         frames.append(frame)
@@ -75,18 +95,14 @@ def load_reviewed(path) -> pd.DataFrame:
     """Rows of a reviewed sheet whose ``correct_label`` is filled, as training rows.
 
     Any table with ``correct_label`` and a text column works, including the output of
-    ``label`` after a person filled in ``correct_label``.
+    ``label`` or ``sample`` after a person filled in ``correct_label``.
     """
-    from .tabular import read_table
+    from .tabular import TEXT_COLUMNS, detect_column, read_table
 
     table = read_table(path)
     if "correct_label" not in table.columns:
         raise DataError(f"{path}: no correct_label column; columns are {list(table.columns)}")
-    text_column = "text" if "text" in table.columns else None
-    if text_column is None:
-        from .tabular import detect_column, TEXT_COLUMNS
-
-        text_column = detect_column(table.columns, TEXT_COLUMNS, "text")
+    text_column = "text" if "text" in table.columns else detect_column(table.columns, TEXT_COLUMNS, "text")
     reviewed = table[table["correct_label"].fillna("").astype(str).str.strip() != ""]
     frame = pd.DataFrame(
         {
@@ -95,6 +111,7 @@ def load_reviewed(path) -> pd.DataFrame:
             "secondary": "",
             "source": "reviewed",
             "origin": "",
+            "kind": "",
             "file": Path(path).name,
         }
     )
@@ -113,24 +130,30 @@ def _check_labels(frame: pd.DataFrame, path) -> None:
                 f"{path}: line {row}: unknown {column} {bad.iloc[0]!r} ({len(bad)} row(s) in all); "
                 f"valid ids: {', '.join(knowledge.labels())}"
             )
+    sources = frame["source"][~frame["source"].isin(SOURCES)]
+    if len(sources):
+        raise DataError(f"{path}: line {int(sources.index[0]) + 2}: unknown source {sources.iloc[0]!r}; "
+                        f"expected one of: {', '.join(SOURCES)}")
     empty = frame.index[frame["text"].astype(str).str.strip() == ""]
     if len(empty):
         raise DataError(f"{path}: line {int(empty[0]) + 2}: empty text ({len(empty)} row(s) in all)")
 
 
 def data_sha256(corpus: pd.DataFrame) -> str:
-    """A SHA-256 of the training rows (text and label), independent of file layout and order."""
+    """A SHA-256 of the training rows (text, label, source), independent of file layout and order."""
     digest = hashlib.sha256()
-    for text, label in sorted(zip(corpus["text"], corpus["label"])):
-        digest.update(f"{label}\t{text}\n".encode("utf-8"))
+    for text, label, source in sorted(zip(corpus["text"], corpus["label"], corpus["source"])):
+        digest.update(f"{label}\t{source}\t{text}\n".encode("utf-8"))
     return digest.hexdigest()
 
 
+# -- scores -----------------------------------------------------------------------------------------
 def scores(y_true, y_pred, labels=None) -> dict:
     """Per-label precision, recall, F1 and support, macro-F1, accuracy and the confusion matrix.
 
-    ``macro_f1`` averages the labels present in ``y_true``; ``macro_f1_min5`` only those with
-    at least 5 gold items (the headline of ``shared/tools/score.py``).
+    ``macro_f1`` is the headline everywhere in this project (the one of ``shared/tools/score.py``):
+    the mean F1 over the labels with at least 5 gold items. ``macro_f1_all`` averages every label
+    present in ``y_true``; ``labels_scored`` says how many labels the headline covers.
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -140,8 +163,9 @@ def scores(y_true, y_pred, labels=None) -> dict:
     frequent = [i for i in present if s[i] >= 5]
     return {
         "n": len(y_true),
-        "macro_f1": float(np.mean([f[i] for i in present])) if present else 0.0,
-        "macro_f1_min5": float(np.mean([f[i] for i in frequent])) if frequent else 0.0,
+        "macro_f1": float(np.mean([f[i] for i in frequent])) if frequent else 0.0,
+        "labels_scored": len(frequent),
+        "macro_f1_all": float(np.mean([f[i] for i in present])) if present else 0.0,
         "accuracy": float(np.mean(np.asarray(y_true) == np.asarray(y_pred))),
         "per_label": {
             lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
@@ -152,67 +176,211 @@ def scores(y_true, y_pred, labels=None) -> dict:
     }
 
 
-def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int = 5, seed: int = 0) -> dict:
-    """Stratified k-fold cross-validation on ``corpus``.
+def expected_calibration_error(probabilities: np.ndarray, y_true, classes, bins: int = 10) -> float:
+    """Top-label expected calibration error: the mean gap between confidence and accuracy over
+    equal-width confidence bins, weighted by the bins' sizes."""
+    classes = np.asarray(classes)
+    confidence = probabilities.max(axis=1)
+    correct = classes[probabilities.argmax(axis=1)] == np.asarray(y_true)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            gap += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
+    return float(gap)
 
-    Augmented rows are only ever trained on, never scored, and variants of one written
-    message stay in the same fold as it. Returns ``scores`` plus the out-of-fold
-    ``probabilities`` / ``predictions`` of the scored rows and their ``index``.
+
+def fit_temperature(scores_: np.ndarray, y_true, classes) -> float:
+    """The temperature T that minimises the log-loss of ``softmax(scores / T)`` (temperature scaling)."""
+    from scipy.optimize import minimize_scalar
+
+    gold = pd.Index(list(classes)).get_indexer(list(y_true))
+    rows = np.arange(len(gold))
+
+    def loss(log_t: float) -> float:
+        p = softmax(scores_ / np.exp(log_t))
+        return float(-np.mean(np.log(np.maximum(p[rows, gold], 1e-12))))
+
+    return round(float(np.exp(minimize_scalar(loss, bounds=(-3, 3), method="bounded").x)), 4)
+
+
+def choose_dispute_threshold(dispute_probability: np.ndarray, target: float = CHAT_FALSE_ALARM_TARGET) -> float:
+    """The lowest threshold at which at most ``target`` of these non-dispute messages are flagged."""
+    if not len(dispute_probability):
+        return 0.5
+    candidates = np.round(np.arange(0.3, 0.96, 0.01), 2)
+    for threshold in candidates:
+        if (dispute_probability >= threshold).mean() <= target:
+            return float(threshold)
+    return float(candidates[-1])
+
+
+def choose_review_threshold(probability: np.ndarray, correct: np.ndarray,
+                            target: float = REVIEW_ACCURACY_TARGET) -> float:
+    """The lowest probability above which predictions reach ``target`` accuracy; those under it need review."""
+    for threshold in np.round(np.arange(0.3, 0.96, 0.05), 2):
+        kept = probability >= threshold
+        if kept.any() and correct[kept].mean() >= target:
+            return float(threshold)
+    return 0.95
+
+
+# -- cross-validation -------------------------------------------------------------------------------
+def duplicate_groups(texts: list[str], threshold: float = DUPLICATE_JACCARD) -> np.ndarray:
+    """A group id per text: texts linked by a chain of near-duplicate pairs share one."""
+    from .datacheck import near_duplicates
+
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j, _ in near_duplicates(texts, threshold=threshold):
+        parent[root(i)] = root(j)
+    return pd.factorize(np.array([root(i) for i in range(len(texts))]))[0]
+
+
+def sample_weights(corpus: pd.DataFrame, real_weight: float = 1.0) -> np.ndarray:
+    """Weight of each row in training: ``real_weight`` for real (and reviewed) rows, 1 for written ones."""
+    return np.where(corpus["source"].isin(["real", "reviewed"]), real_weight, 1.0)
+
+
+def _fold_scores(params: dict, rows_train, y_train, w_train, rows_test):
+    classes, coef, intercept = fit_linear(rows_train, y_train, w_train, params["C"], params["class_weight"])
+    return classes, rows_test.dot(coef) + intercept
+
+
+def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int = 5, seed: int = 0,
+                   real_weight: float = 1.0, jobs: int | None = None, progress=None) -> dict:
+    """Grouped, stratified k-fold cross-validation on ``corpus``, calibrated on held-out folds.
+
+    Near-duplicates (and augmented variants with their origin) never straddle two folds. Each
+    fold's model is fitted on the other folds; its scores on the held-out rows are calibrated
+    with a temperature and judged with a dispute threshold chosen on the *other* folds' scores,
+    so every figure here is about rows no choice was made on. Returns the scores over real rows
+    (``real``) and over written rows (``written``), their calibration error, the false-alarm rate
+    on non-dispute chat turns, the out-of-fold ``probabilities`` / ``predictions`` / ``index`` of
+    the scored rows, and the calibration and thresholds chosen on all folds for the final model.
+    ``progress(done, folds, seconds)`` is called as folds finish.
     """
-    from sklearn.model_selection import StratifiedKFold
+    from joblib import Parallel, delayed
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from .features import Vectorizer
 
     model = ComplaintClassifier(**(params or {}))
-    docs = [model.analyze(t) for t in corpus["text"]]
+    params = model.get_params()
+    docs = model.analyze(corpus["text"].tolist())
     labels = corpus["label"].to_numpy()
-    groups = _groups(corpus)
-    written = np.flatnonzero(corpus["source"].to_numpy() != "augmented")
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    probabilities = np.zeros((len(written), len(knowledge.labels())))
-    for train_idx, test_idx in splitter.split(written, labels[written]):
-        held_out_groups = set(groups[written[test_idx]])
-        train_rows = [i for i in range(len(corpus)) if groups[i] not in held_out_groups]
-        fold = ComplaintClassifier(**model.get_params()).fit_terms([docs[i] for i in train_rows], labels[train_rows])
-        proba = fold.predict_proba_terms([docs[i] for i in written[test_idx]])
-        columns = [knowledge.labels().index(c) for c in fold.classes_]
-        probabilities[np.ix_(test_idx, columns)] = proba
-    predictions = np.asarray(knowledge.labels())[probabilities.argmax(axis=1)]
-    result = scores(labels[written], predictions)
-    result.update(probabilities=probabilities, predictions=predictions, index=written, folds=folds, seed=seed)
+    source = corpus["source"].to_numpy()
+    key = corpus["origin"].where(corpus["origin"].fillna("") != "", corpus["text"]).tolist()
+    groups = duplicate_groups(key)
+    weights = sample_weights(corpus, real_weight)
+    scored = np.flatnonzero(source != "augmented")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    fold_of = np.full(len(corpus), -1)
+    for k, (_, test) in enumerate(splitter.split(scored, labels[scored], groups[scored])):
+        fold_of[scored[test]] = k
+    fold_of[source == "augmented"] = -2  # trained on in every fold whose held-out rows do not include its group
+
+    def fold_inputs():
+        for k in range(folds):
+            held_out = set(groups[fold_of == k])
+            train_rows = [i for i in range(len(corpus)) if groups[i] not in held_out]
+            test_rows = np.flatnonzero(fold_of == k)
+            vectorizer = Vectorizer(model.char_ngrams, model.min_df, model.max_df, model.binary_tf).fit(
+                [docs[i] for i in train_rows])
+            yield (vectorizer.transform([docs[i] for i in train_rows]), labels[train_rows], weights[train_rows],
+                   vectorizer.transform([docs[i] for i in test_rows]))
+
+    classes = np.asarray(knowledge.labels())
+    raw = np.zeros((len(corpus), len(classes)))
+    started, done = time.perf_counter(), 0
+    tasks = (delayed(_fold_scores)(params, *inputs) for inputs in fold_inputs())
+    for k, (fold_classes, fold_scores) in enumerate(Parallel(n_jobs=jobs or -1, return_as="generator")(tasks)):
+        test_rows = np.flatnonzero(fold_of == k)
+        columns = [int(np.flatnonzero(classes == c)[0]) for c in fold_classes]
+        missing = [j for j in range(len(classes)) if j not in columns]
+        raw[np.ix_(test_rows, columns)] = fold_scores
+        raw[np.ix_(test_rows, missing)] = -1e4  # a label no training row of this fold had
+        done += 1
+        if progress:
+            progress(done, folds, time.perf_counter() - started)
+    return _summarize(corpus, raw, fold_of, folds, seed, real_weight)
+
+
+def _summarize(corpus: pd.DataFrame, raw: np.ndarray, fold_of: np.ndarray, folds: int, seed: int,
+               real_weight: float) -> dict:
+    classes = np.asarray(knowledge.labels())
+    labels = corpus["label"].to_numpy()
+    real = corpus["source"].isin(["real", "reviewed"]).to_numpy()
+    chat_other = ((corpus["kind"] == "chat") & (corpus["label"] == "other")).to_numpy()
+    other = int(np.flatnonzero(classes == "other")[0])
+    calibrate_on = real if real.any() else fold_of >= 0
+
+    def choices(train: np.ndarray) -> tuple[float, float]:
+        fit_rows = train & calibrate_on
+        temperature = fit_temperature(raw[fit_rows], labels[fit_rows], classes) if fit_rows.any() else 1.0
+        p = softmax(raw[train & chat_other] / temperature)
+        return temperature, choose_dispute_threshold(1 - p[:, other])
+
+    probabilities = np.zeros_like(raw)
+    predictions = np.empty(len(corpus), dtype=object)
+    for k in range(folds):
+        test = fold_of == k
+        temperature, threshold = choices((fold_of >= 0) & ~test)
+        probabilities[test] = softmax(raw[test] / temperature)
+        decided = decide(probabilities[test], classes, np.zeros(test.sum(), np.int64), dispute_threshold=threshold,
+                         review_threshold=0.0)
+        predictions[test] = classes[decided.label]
+    temperature, dispute_threshold = choices(fold_of >= 0)
+    scored = fold_of >= 0
+    chosen = probabilities[np.arange(len(corpus)), pd.Index(classes).get_indexer(predictions.astype(str))]
+    correct = predictions == labels
+    review_basis = real & scored if (real & scored).any() else scored
+    result = {
+        "folds": folds, "seed": seed, "real_weight": real_weight,
+        "temperature": temperature, "dispute_threshold": dispute_threshold,
+        "review_threshold": choose_review_threshold(chosen[review_basis], correct[review_basis]),
+        "index": np.flatnonzero(scored), "probabilities": probabilities[scored],
+        "predictions": predictions[scored].astype(str), "fold": fold_of[scored],
+    }
+    for name, rows in (("real", real & scored), ("written", ~real & scored)):
+        if rows.any():
+            result[name] = {**scores(labels[rows].tolist(), predictions[rows].tolist()),
+                            "calibration_error": expected_calibration_error(probabilities[rows], labels[rows], classes)}
+    if (chat_other & scored).any():
+        result["chat_false_alarm"] = float((predictions[chat_other & scored] != "other").mean())
+        result["chat_other_rows"] = int((chat_other & scored).sum())
     return result
-
-
-def _groups(corpus: pd.DataFrame) -> np.ndarray:
-    """A group id per row: augmented rows share the id of the written text they came from."""
-    key = corpus["origin"].where(corpus["origin"].fillna("") != "", corpus["text"])
-    return pd.factorize(key)[0]
-
-
-def choose_review_threshold(probabilities: np.ndarray, y_true, target_accuracy: float = 0.97) -> float:
-    """The lowest probability above which out-of-fold predictions reach ``target_accuracy``.
-
-    Predictions under it are flagged ``needs_review``.
-    """
-    labels = np.asarray(knowledge.labels())
-    top = probabilities.max(axis=1)
-    correct = labels[probabilities.argmax(axis=1)] == np.asarray(y_true)
-    for threshold in np.arange(0.2, 0.95, 0.05):
-        kept = top >= threshold
-        if kept.any() and correct[kept].mean() >= target_accuracy:
-            return round(float(threshold), 2)
-    return 0.95
 
 
 def brief(result: dict) -> dict:
     """The JSON-friendly part of a score dict, as recorded in a model's metadata."""
-    return {k: result[k] for k in ("n", "macro_f1", "macro_f1_min5", "accuracy", "per_label") if k in result}
+    keys = ("n", "macro_f1", "labels_scored", "macro_f1_all", "accuracy", "calibration_error", "per_label")
+    return {k: result[k] for k in keys if k in result}
+
+
+def cv_brief(cv: dict) -> dict:
+    """The JSON-friendly part of a ``cross_validate`` result."""
+    keys = ("folds", "seed", "real_weight", "temperature", "dispute_threshold", "review_threshold",
+            "chat_false_alarm", "chat_other_rows")
+    return {**{k: cv[k] for k in keys if k in cv}, **{name: brief(cv[name]) for name in ("real", "written") if name in cv}}
 
 
 def train(corpus: pd.DataFrame, params: dict | None = None, cv_folds: int = 5, seed: int = 0,
-          cv: dict | None = None) -> tuple[ComplaintClassifier, dict]:
-    """Cross-validate, choose the review threshold, fit on all rows; return the model and its metadata.
+          cv: dict | None = None, real_weight: float = 1.0, jobs: int | None = None,
+          progress=None) -> tuple[ComplaintClassifier, dict]:
+    """Cross-validate, calibrate, choose the thresholds, fit on all rows; return the model and its metadata.
 
-    Pass ``cv`` (a ``cross_validate`` result on the same corpus) to reuse it instead of
-    running another; ``cv_folds=0`` skips cross-validation (and keeps the default threshold).
+    Pass ``cv`` (a ``cross_validate`` result on the same corpus) to reuse it instead of running
+    another. ``cv_folds=0`` skips cross-validation: the model then keeps the documented default
+    thresholds (``ComplaintClassifier``'s review 0.8 and dispute 0.5) and no calibration, and the
+    metadata says so. Thresholds given in ``params`` are kept either way.
     """
     params = dict(params or {})
     metadata = {
@@ -223,26 +391,53 @@ def train(corpus: pd.DataFrame, params: dict | None = None, cv_folds: int = 5, s
         "counts_per_source": {k: int(v) for k, v in corpus["source"].value_counts().items()},
         "files": sorted(corpus["file"].unique().tolist()) if "file" in corpus else [],
         "seed": seed,
+        "real_weight": real_weight,
+        "userdict_sha256": userdict_sha256(),
     }
     if cv is None and cv_folds:
-        cv = cross_validate(corpus, params, folds=cv_folds, seed=seed)
+        cv = cross_validate(corpus, params, folds=cv_folds, seed=seed, real_weight=real_weight, jobs=jobs,
+                            progress=progress)
+    temperature = 1.0
     if cv is not None:
-        written_labels = corpus["label"].to_numpy()[cv["index"]]
-        params.setdefault("review_threshold", choose_review_threshold(cv["probabilities"], written_labels))
-        metadata["cross_validation"] = {**brief(cv), "folds": cv["folds"], "seed": cv["seed"]}
-    model = ComplaintClassifier(**params).fit(corpus["text"].tolist(), corpus["label"].tolist())
+        params.setdefault("review_threshold", cv["review_threshold"])
+        params.setdefault("dispute_threshold", cv["dispute_threshold"])
+        temperature = cv["temperature"]
+        metadata["cross_validation"] = cv_brief(cv)
+    else:
+        metadata["cross_validation"] = None
+    model = ComplaintClassifier(**params).fit(corpus["text"].tolist(), corpus["label"].tolist(),
+                                              sample_weight=sample_weights(corpus, real_weight))
+    model.temperature_ = temperature
+    metadata["segmentation_engine"] = model.analyzer.segmenter.engine
     return model, metadata
 
 
-def evaluate_file(model: ComplaintClassifier, path, text_column: str = "text", label_column: str = "label") -> dict:
-    """Score ``model`` on a labelled CSV; rows with an unknown or empty gold label are an error."""
-    frame = _read_csv(Path(path))
-    for column in (text_column, label_column):
-        if column not in frame.columns:
-            raise DataError(f"{path}: no {column!r} column; columns are {list(frame.columns)}")
-    gold = frame[label_column].str.strip()
-    bad = gold[~gold.isin(knowledge.labels())]
+def evaluate_file(model: ComplaintClassifier, path, text_column: str | None = None,
+                  label_column: str | None = None) -> dict:
+    """Score ``model`` on a labelled table (any format ``label`` reads).
+
+    The gold label is ``label_column``, else ``correct_label`` or ``label``; rows whose gold label
+    is empty are skipped (a half-reviewed sheet), an unknown one is an error.
+    """
+    from .tabular import TEXT_COLUMNS, check_column, detect_column, read_table
+
+    table = read_table(path)
+    text_column = (check_column(table.columns, text_column, "text") if text_column
+                   else "text" if "text" in table.columns else detect_column(table.columns, TEXT_COLUMNS, "text"))
+    if label_column:
+        check_column(table.columns, label_column, "label")
+    else:
+        label_column = next((c for c in ("correct_label", "label", "gold", "标签") if c in table.columns), None)
+        if label_column is None:
+            raise DataError(f"{path}: no label column (correct_label, label); columns are {list(table.columns)}")
+    gold = table[label_column].fillna("").astype(str).str.strip()
+    keep = gold != ""
+    bad = gold[keep & ~gold.isin(knowledge.labels())]
     if len(bad):
-        raise DataError(f"{path}: line {int(bad.index[0]) + 2}: unknown label {bad.iloc[0]!r}")
-    predicted = model.predict(frame[text_column].tolist())
-    return scores(gold.tolist(), [str(p) for p in predicted])
+        raise DataError(f"{path}: row {int(bad.index[0]) + 2}: unknown label {bad.iloc[0]!r}; "
+                        f"valid ids: {', '.join(knowledge.labels())}")
+    if not keep.any():
+        raise DataError(f"{path}: no row has a label in {label_column!r}")
+    predicted = model.predict(table.loc[keep, text_column].fillna("").astype(str).tolist())
+    return {**scores(gold[keep].tolist(), [str(p) for p in predicted]), "label_column": label_column,
+            "skipped_unlabelled": int((~keep).sum())}

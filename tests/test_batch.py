@@ -128,10 +128,28 @@ def test_by_conversation(tmp_path, model):
     rows = {r["conversation_id"]: r for r in read_csv(conversations)}
     assert summary.conversations == 2 and set(rows) == {"s1", "s2"}
     assert rows["s1"]["buyer_messages"] == "2" and rows["s2"]["buyer_messages"] == "1"
-    s1 = rows["s1"]
-    assert s1["label"] in knowledge.labels() and len(s1["top3"].split("; ")) == 3
-    assert s1["driving_message"] in ("在吗", "拍了五天了还不发货，怎么回事")
-    assert s1["driving_line"] in ("2", "4")
+    assert rows["s1"]["label"] == "late_shipment" and rows["s1"]["is_dispute"] == "true"
+    assert rows["s1"]["driving_message"] == "拍了五天了还不发货，怎么回事" and rows["s1"]["driving_line"] == "4"
+    assert rows["s2"]["label"] == "other" and rows["s2"]["is_dispute"] == "false"
+
+
+def test_conversation_label_follows_the_precedence(tmp_path, model):
+    """A sure late shipment and a sure scam in one conversation: the conversation is fraud, with the
+    late shipment listed, and its confidence is that of the scam message."""
+    chat = [["c1", "买家", "拍了五天了还不发货，怎么回事"],
+            ["c1", "买家", "有人冒充你们客服打电话让我点链接退款，还要我报验证码"],
+            ["c1", "买家", "快递三天了物流一直不更新"],
+            ["c2", "买家", "好的谢谢"]]
+    src = write_csv(tmp_path / "chat.csv", ["会话ID", "发送方", "聊天内容"], chat)
+    conversations = tmp_path / "conv.csv"
+    run(model, src, tmp_path / "out.csv", by_conversation=True, conversation_output=conversations)
+    messages = read_csv(tmp_path / "out.csv")
+    assert [m["label"] for m in messages[:3]] == ["late_shipment", "fraud", "logistics"]
+    rows = {r["conversation_id"]: r for r in read_csv(conversations)}
+    assert rows["c1"]["label"] == "fraud" and rows["c1"]["driving_line"] == "3"
+    assert float(rows["c1"]["confidence"]) == float(messages[1]["confidence"])
+    assert rows["c1"]["other_disputes"] == "late_shipment; logistics"
+    assert rows["c2"]["label"] == "other" and rows["c2"]["other_disputes"] == ""
 
 
 def test_by_conversation_needs_a_conversation_column(tmp_path, model):

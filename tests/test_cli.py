@@ -41,10 +41,13 @@ def test_predict_json_one_object_per_message(capsys):
         assert {"needs_review", "top_terms", "rule", "advice", "complaint_deadline"} <= set(record)
 
 
-def test_predict_reads_stdin_with_dash():
-    result = run("predict", "--json", "-", stdin="好的\n\n还没发货\n")
+def test_predict_reads_stdin_with_dash_one_record_per_line():
+    result = run("predict", "--json", "-", stdin="好的\n\n还没发货\n  \n")
     assert result.returncode == 0
-    assert [json.loads(x)["text"] for x in result.stdout.splitlines()] == ["好的", "还没发货"]
+    records = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [r["text"] for r in records] == ["好的", "", "还没发货", "  "]
+    assert [r["status"] for r in records] == ["ok", "empty", "ok", "empty"]
+    assert records[1]["label"] == "" and not records[1]["needs_review"] and not records[1]["is_dispute"]
 
 
 def test_predict_deadline_flag(capsys):
@@ -158,8 +161,29 @@ def test_train_with_reviewed_extra(tmp_path, capsys):
     assert meta["reviewed_added"][0]["rows"] == 1 and meta["training_rows"] == 33
     bad = write_csv(tmp_path / "bad.csv", ["text", "correct_label"], [["x", "nonsense"]])
     assert main(["train", "--data", str(FIXTURES / "train_small.csv"), "--extra", str(bad),
-                 "-o", str(out), "--cv-folds", "0"]) == 2
+                 "-o", str(out), "--cv-folds", "0", "--force"]) == 2
     assert "nonsense" in capsys.readouterr().err
+
+
+def test_train_never_replaces_a_model_unasked(tmp_path, capsys):
+    from conftest import FIXTURES
+
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"an existing model")
+    assert main(["train", "--data", str(FIXTURES / "train_small.csv"), "-o", str(out), "--cv-folds", "0"]) == 2
+    assert "--force" in capsys.readouterr().err and out.read_bytes() == b"an existing model"
+    assert main(["train", "--data", str(FIXTURES / "train_small.csv"), "-o", str(tmp_path / "no" / "m.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err  # checked before any training
+
+
+def test_train_without_cv_keeps_the_documented_thresholds(tmp_path, capsys):
+    from conftest import FIXTURES
+
+    out = tmp_path / "m.npz"
+    assert main(["train", "--data", str(FIXTURES / "train_small.csv"), "-o", str(out), "--cv-folds", "0"]) == 0
+    assert "thresholds keep their defaults" in capsys.readouterr().err
+    params = json.loads(out.with_suffix(".json").read_text())["params"]
+    assert params["review_threshold"] == 0.8 and params["dispute_threshold"] == 0.5
 
 
 def test_predict_without_text_on_a_terminal_is_an_error(monkeypatch, capsys):

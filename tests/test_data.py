@@ -5,16 +5,17 @@ from pathlib import Path
 import pytest
 
 from classifier import knowledge
-from classifier.datacheck import check_corpus, near_duplicates
+from classifier.datacheck import check_corpus, check_real, near_duplicates
 from classifier.training import DataError, load_corpus
 from conftest import SHARED, write_csv
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "messages"
+REAL = Path(__file__).resolve().parents[1] / "data" / "real"
 
 
 @pytest.fixture(scope="module")
 def report():
-    corpus = load_corpus([DATA])
+    corpus = load_corpus([DATA, REAL])
     dev = SHARED / "eval" / "dev_real.csv"
     held_out = None
     if dev.exists():
@@ -29,6 +30,29 @@ def test_corpus_passes_every_rule(report):
 
 def test_every_label_is_present(report):
     assert set(report["counts"]) == set(knowledge.labels())
+
+
+def test_real_data_keeps_both_annotations_and_traces_to_the_pool():
+    import pandas as pd
+
+    for path in sorted(REAL.glob("*.csv")):
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        assert check_real(table) == [], path
+        pool = SHARED / "real_pool" / "reviews.csv"
+        if pool.exists():
+            texts = pd.read_csv(pool, dtype=str, keep_default_na=False).set_index("id")["text"]
+            assert table["id"].isin(texts.index).all()
+            assert (texts.loc[table["id"]].to_numpy() == table["text"].to_numpy()).all()
+
+
+def test_check_real_finds_inconsistent_rows():
+    import pandas as pd
+
+    table = pd.DataFrame({"id": ["rv1", "rv1"], "annotator_a": ["other", "fraud"], "annotator_b": ["fraud", "nope"],
+                          "outcome": ["agreed", "maybe"], "label": ["other", ""]})
+    problems = "\n".join(check_real(table))
+    for expected in ("duplicate pool ids", "unknown annotator_b", "unknown outcome", "'agreed' row", "without a final"):
+        assert expected in problems
 
 
 def test_no_overlap_with_the_real_dev_set(report):

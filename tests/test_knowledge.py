@@ -42,7 +42,7 @@ def test_source_facts():
     assert knowledge.info("late_shipment").complaint_window.event == "trade_closed"
     assert knowledge.info("not_as_described").complaint_window.event == "trade_success"
     assert knowledge.info("harassment").article87 is not None
-    assert knowledge.info("quality_defect").penalty == "来源未规定"
+    assert knowledge.info("quality_defect").penalty == knowledge.NOT_STATED
 
 
 def test_unknown_label_names_the_valid_ids():

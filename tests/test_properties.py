@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 
 from classifier import LABELS, load_model
 from classifier.batch import LABEL_COLUMNS, label_table, output_columns
+from classifier.tabular import FORMULA_START, neutralise, read_table
 from classifier.text import normalize
 
 NORMALIZE_EXAMPLES = 3000
 PREDICT_EXAMPLES = 1000
 TABLE_EXAMPLES = 1000
+INJECTION_EXAMPLES = 2000
 
 MODEL = load_model()
 
@@ -51,8 +53,12 @@ def test_prediction_is_a_distribution_and_a_known_label(text):
     assert np.all(np.isfinite(row)) and np.all(row >= 0)
     assert abs(float(row.sum()) - 1) < 1e-4
     (prediction,) = MODEL.classify([text])
-    assert prediction.label in LABELS
-    assert 0 <= prediction.probability <= 1
+    if text.strip():
+        assert prediction.label in LABELS and prediction.status in ("ok", "truncated")
+        assert 0 <= prediction.probability <= 1 and 0 <= prediction.dispute_probability <= 1
+        assert prediction.is_dispute == (prediction.label != "other")
+    else:
+        assert prediction.status == "empty" and prediction.label == "" and not prediction.is_dispute
 
 
 HEADER_POOL = ["id", "内容", "text", "聊天内容", "备注", "会话ID", "发送方", "role", "时间", "label", "status",
@@ -86,12 +92,52 @@ def test_label_table_keeps_every_row_in_order(table):
         summary = label_table(src, out, MODEL, jobs=1, text_column=text_column)
         with open(out, encoding="utf-8-sig", newline="") as fh:
             written = list(csv.reader(fh))
+        back = read_table(out)
     assert written[0] == output_columns(header)
-    assert [row[: len(header)] for row in written[1:]] == rows
+    assert [[neutralise(cell) for cell in row] for row in rows] == [row[: len(header)] for row in written[1:]]
+    assert back.iloc[:, : len(header)].values.tolist() == rows  # our reader undoes the neutralising prefix
     assert summary.rows_read == len(rows)
     statuses = [row[len(header) + LABEL_COLUMNS.index("status")] for row in written[1:]]
-    assert all(s in ("ok", "truncated", "empty", "not_buyer") for s in statuses), statuses
+    assert all(s in ("ok", "truncated", "empty", "not_buyer", "ok_decoding_errors") for s in statuses), statuses
     at = header.index(text_column)
     for row, status in zip(rows, statuses):
         if status in ("ok", "truncated"):
             assert row[at].strip()
+
+
+# Cells a hostile buyer could type: formulas of every kind, and any Unicode (no surrogates; XLSX
+# cannot hold control characters, so the XLSX leg uses printable text, spaces and tabs only).
+FORMULAS = ['=HYPERLINK("http://x.cn","退款点这里")', "=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1", "=cmd|' /C calc'!A0",
+            "'=1", "==", "-", "@", "+-"]
+hostile = st.one_of(st.sampled_from(FORMULAS), st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
+                    st.tuples(st.sampled_from(list(FORMULA_START)), st.text(max_size=6)).map("".join))
+printable = st.one_of(st.sampled_from([f for f in FORMULAS if "\r" not in f]),  # XML turns \r into \n
+                      st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"),
+                              max_size=8),
+                      st.tuples(st.sampled_from(list(FORMULA_START[:4])), st.text(
+                          st.characters(blacklist_categories=("Cs", "Cc")), max_size=6)).map("".join))
+
+
+@settings(max_examples=INJECTION_EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(hostile, printable), min_size=1, max_size=4),
+       st.sampled_from(["csv", "tsv", "xlsx", "jsonl"]))
+def test_no_live_formula_in_any_output_and_cells_read_back_unchanged(pairs, fmt):
+    from openpyxl import load_workbook
+
+    rows = [[text if fmt != "xlsx" else safe, safe] for text, safe in pairs]
+    with tempfile.TemporaryDirectory() as folder:
+        src, out = Path(folder) / "in.jsonl", Path(folder) / f"out.{fmt}"
+        import json
+
+        src.write_text("".join(json.dumps({"内容": a, "备注": b}, ensure_ascii=False) + "\n" for a, b in rows), "utf-8")
+        label_table(src, out, MODEL, jobs=1)
+        back = read_table(out)
+        assert back[["内容", "备注"]].values.tolist() == rows
+        if fmt in ("csv", "tsv"):
+            with open(out, encoding="utf-8-sig", newline="") as fh:
+                cells = [cell for row in csv.reader(fh, delimiter="\t" if fmt == "tsv" else ",") for cell in row]
+            assert not [c for c in cells if c.startswith(FORMULA_START)]
+        elif fmt == "xlsx":
+            sheet = load_workbook(out).active
+            assert not [c.value for row in sheet.iter_rows() for c in row if c.data_type == "f"]

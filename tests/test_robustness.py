@@ -14,18 +14,19 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from classifier import LABELS, artifact
 from classifier.batch import LABEL_COLUMNS
 from classifier.cli import main
-from classifier.features import META_PREFIX
-from classifier.tabular import read_table
+from classifier.tabular import neutralise, read_table
 
 SCRIPT = Path(sys.executable).parent / "complaint-classifier"
 MB = 1_000_000
@@ -99,13 +100,15 @@ def check_rows(out: Path, header, rows, out_header=None) -> list[dict]:
     data = table[1:]
     assert len(data) == len(rows)
     for original, row in zip(rows, data):
-        assert row[: len(out_header)] == list(original)
+        assert row[: len(out_header)] == [neutralise(cell) for cell in original]  # as Excel is meant to see them
+    for original, row in zip(rows, read_table(out).values.tolist()):
+        assert row[: len(out_header)] == list(original)  # as our reader gives them back
     return [dict(zip(table[0], row)) for row in data]
 
 
 def has_signal(model, text: str) -> bool:
     """Whether any word or character term of ``text`` is known (its form alone is no signal)."""
-    return any(term in model.vocabulary_ for term in model.analyze(text) if not term.startswith(META_PREFIX))
+    return bool(np.diff(model.vectorizer_.transform(model.analyze([text])).indptr)[0])
 
 
 def expected_status(text: str, max_chars: int = 2000) -> str:
@@ -160,12 +163,16 @@ def labelled(tmp_path_factory):
 def test_predict_messy_message(name, model, predicted):
     text, record = MESSY[name], predicted[name]
     assert record["text"] == text
+    if not text.strip():
+        assert record["status"] == "empty" and record["label"] == "" and record["needs_review"] is False
+        return
     assert record["label"] in LABELS
-    p = float(model.predict_proba([text]).max())
-    assert record["needs_review"] == (p < model.review_threshold or not has_signal(model, text))
-    if name in NO_SIGNAL:
-        assert not has_signal(model, text) and record["needs_review"] is True
-    assert record["truncated"] == (len(text) > model.max_chars)
+    assert record["status"] == ("truncated" if len(text) > model.max_chars else "ok")
+    if not has_signal(model, text):
+        assert record["needs_review"] is True and "no_known_term" in record["review_reasons"]
+    if not record["needs_review"]:
+        assert record["probability"] >= model.review_threshold and not record["review_reasons"]
+    assert record["needs_review"] == bool(record["review_reasons"])
 
 
 @pytest.mark.parametrize("name", list(MESSY))
@@ -188,14 +195,14 @@ def test_console_script_predict_empty_and_megabyte_stdin():
     result = script("predict", "--json", "")
     assert result.returncode == 0
     record = json.loads(result.stdout)
-    assert record["text"] == "" and record["needs_review"] is True and record["label"] in LABELS
+    assert record["text"] == "" and record["status"] == "empty" and record["label"] == ""
 
     big = "快递三天了还没到，" * (MB // 9)
     result = script("predict", "--json", "-", stdin=(big + "\n").encode("utf-8"))
     assert result.returncode == 0, result.err
     (line,) = result.stdout.decode("utf-8").splitlines()
     record = json.loads(line)
-    assert record["text"] == big and record["truncated"] is True and record["label"] in LABELS
+    assert record["text"] == big and record["status"] == "truncated" and record["label"] in LABELS
 
 
 def test_predict_text_that_looks_like_an_option(capsys):
@@ -224,7 +231,18 @@ def test_invalid_utf8_bytes_become_replacement_characters(capsys, tmp_path):
                     + utf8("y\n3,ok,退款\n"))
     rows = [["1", "还没发货\ufffd\ufffd了", "好"], ["2", "快递丢了", "x\ufffdy"], ["3", "ok", "退款"]]
     out = label(capsys, tmp_path, src, ["id", "内容", "备注"], rows)
-    assert [r["status"] for r in out] == ["ok", "ok", "ok"]
+    assert [r["status"] for r in out] == ["ok_decoding_errors", "ok_decoding_errors", "ok"]
+
+
+def test_decoding_errors_after_the_detection_sample_are_marked(capsys, tmp_path):
+    src = tmp_path / "late.csv"
+    good = "".join(f"{i},第{i}条 还没发货\n" for i in range(1, 6000)).encode("utf-8")
+    assert len(good) > 2 * 65536
+    src.write_bytes("id,内容\n".encode("utf-8") + good + b"6000,\xff\xfe\xfd\n")
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "out.csv", "--jobs", "1")
+    assert code == 0 and "1 row(s) held bytes that are not valid" in err
+    statuses = [row[-1] for row in read_output(tmp_path / "out.csv")[1:]]
+    assert statuses[-1] == "ok_decoding_errors" and set(statuses[:-1]) == {"ok"}
 
 
 def test_stray_byte_does_not_turn_utf8_into_another_encoding(capsys, tmp_path):
@@ -238,8 +256,9 @@ def test_stray_byte_does_not_turn_utf8_into_another_encoding(capsys, tmp_path):
 def test_wrong_explicit_encoding_keeps_every_row(capsys, tmp_path):
     src = tmp_path / "gb.csv"
     src.write_bytes("id,text\n1,还没发货\n2,快递丢了\n".encode("gb18030"))
-    rows = [["1", "还没发货".encode("gb18030").decode("utf-8", "replace")],
-            ["2", "快递丢了".encode("gb18030").decode("utf-8", "replace")]]
+    as_utf8 = lambda text: text.encode("gb18030").decode("utf-8", "surrogateescape")  # noqa: E731
+    rows = [["1", re.sub("[\udc80-\udcff]", "\ufffd", as_utf8("还没发货"))],
+            ["2", re.sub("[\udc80-\udcff]", "\ufffd", as_utf8("快递丢了"))]]  # one U+FFFD per undecodable byte
     label(capsys, tmp_path, src, ["id", "text"], rows, "--encoding", "utf-8")
 
 
@@ -418,7 +437,7 @@ def test_output_in_a_missing_directory(capsys, tmp_path):
     src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货"]])
     for target in ("-o", "--report", "--conversations"):
         out = tmp_path / "o.csv" if target != "-o" else tmp_path / "missing" / "o.csv"
-        extra = [target, tmp_path / "missing" / "x.csv"] if target != "-o" else []
+        extra = [target, tmp_path / "missing" / ("x.html" if target == "--report" else "x.csv")] if target != "-o" else []
         if target == "--conversations":
             extra.append("--by-conversation")
         code, _, err = cli(capsys, "label", src, "-o", out, "-q", "--jobs", "1", *extra)
