@@ -27,8 +27,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "out"
 
-from classifier.training import (DEFAULT_REAL_WEIGHT, cross_validate, load_corpus, sample_weights,  # noqa: E402
-                                 train)
+from classifier.training import DEFAULT_REAL_WEIGHT, cross_validate, load_corpus, train  # noqa: E402
 
 DATA = [ROOT / "data" / "messages", ROOT / "data" / "real"]
 
@@ -73,7 +72,9 @@ def evaluate(corpus, params: dict, real_weight: float, folds: int, calibrate: bo
         for part in ("real", "written"):
             if part in cv:
                 row[f"cv_{part}_macro_f1"] = cv[part]["macro_f1"]
-                row[f"cv_{part}_calibration_error"] = cv[part]["calibration_error"]
+                row[f"cv_{part}_calibration_error"] = cv[part]["calibration_error" if calibrate else
+                                                              "calibration_error_uncalibrated"]
+                row[f"cv_{part}_per_label"] = {k: round(v["f1"], 3) for k, v in cv[part]["per_label"].items()}
         row["cv_chat_false_alarm"] = cv.get("chat_false_alarm")
         row["dispute_threshold"] = cv["dispute_threshold"]
         row["review_threshold"] = cv["review_threshold"]
@@ -132,52 +133,13 @@ def _table_row(name: str, row: dict) -> str:
 
 
 def curve(corpus, sizes: list[int], seeds: int) -> None:
-    """Simulated active learning on the real labelled rows: start from 250 random real rows, add real
-    rows chosen by ``uncertain`` (the model trained so far) or ``random``; score on a fixed held-out
-    fifth of the real rows (grouped, never seen). Written rows are always in training."""
-    from classifier import ComplaintClassifier
-    from classifier.sampling import select
-    from classifier.training import duplicate_groups, scores
+    """Active selection (``uncertain``) against ``random`` on the real labelled rows (analysis.selection_curve)."""
+    from classifier.analysis import selection_curve
 
-    real = corpus[corpus["source"] == "real"].reset_index(drop=True)
-    written = corpus[corpus["source"] == "written"].reset_index(drop=True)
-    groups = duplicate_groups(real["text"].tolist())
-    rng = np.random.default_rng(0)
-    test_groups = set(rng.permutation(np.unique(groups))[: len(np.unique(groups)) // 5])
-    test = np.flatnonzero(np.isin(groups, list(test_groups)))
-    pool = np.flatnonzero(~np.isin(groups, list(test_groups)))
-    base = ComplaintClassifier()
-    docs = base.analyze(real["text"].tolist())
-    written_docs = base.analyze(written["text"].tolist())
-    results = {"sizes": sizes, "uncertain": [], "random": [], "test_rows": len(test), "seeds": seeds}
-    for strategy in ("uncertain", "random"):
-        per_seed = []
-        for seed in range(seeds):
-            order = np.random.default_rng(seed).permutation(pool)
-            chosen = list(order[: sizes[0]])
-            line = []
-            for size in sizes:
-                if len(chosen) < size:
-                    rest = np.setdiff1d(pool, chosen)
-                    need = size - len(chosen)
-                    if strategy == "random":
-                        chosen += list(np.random.default_rng(seed + size).permutation(rest)[:need])
-                    else:
-                        proba = model.predict_proba_terms([docs[i] for i in rest])
-                        picked = select(real["text"].iloc[rest].tolist(), proba, need, "uncertain", seed=seed)
-                        chosen += [int(rest[i]) for i in picked]
-                train_docs = written_docs + [docs[i] for i in chosen]
-                y = written["label"].tolist() + real["label"].iloc[chosen].tolist()
-                weights = np.r_[np.ones(len(written)), np.full(len(chosen), DEFAULT_REAL_WEIGHT)]
-                model = ComplaintClassifier().fit_terms(train_docs, y, sample_weight=weights)
-                predicted = model.classes_[model.predict_proba_terms([docs[i] for i in test]).argmax(axis=1)]
-                line.append(scores(real["label"].iloc[test].tolist(), list(predicted))["macro_f1"])
-                print(strategy, seed, size, round(line[-1], 3), flush=True)
-            per_seed.append(line)
-        results[strategy] = np.mean(per_seed, axis=0).tolist()
+    result = selection_curve(corpus, sizes, seeds=seeds, progress=lambda *point: print(*point, flush=True))
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "selection_curve.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps(results))
+    (OUT / "selection_curve.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
 
 
 def main() -> None:

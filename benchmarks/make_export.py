@@ -1,11 +1,13 @@
-"""Make a realistic synthetic chat export from our own training data.
+"""Make a synthetic chat export whose buyer turns are like real ones: they rarely repeat.
 
-Buyer turns are drawn from data/messages (mostly `other` chat turns, some disputes),
-seller turns from a list of typical replies; conversations have ids and timestamps.
+Conversations of 2–10 turns with ids and timestamps; seller turns from typical replies; buyer turns:
+about a quarter are exact repeats of short stock phrases (好的, 在吗, 谢谢 …), the rest are distinct —
+a message of our corpus (written chat turns, real reviews) with the small variations real buyers add
+(an opener, a particle, a number, an order number, a product name, a second sentence), never the
+same string twice. ``--unique`` makes every buyer turn distinct (no stock phrases at all).
 
-    python benchmarks/make_export.py --rows 1000000 -o benchmarks/out/export_utf8.csv
+    python benchmarks/make_export.py --rows 1000000 -o benchmarks/out/export.csv
     python benchmarks/make_export.py --rows 300 --encoding gb18030 -o data/examples/chat_export_gb18030.csv
-    python benchmarks/make_export.py --rows 200000 --unique -o benchmarks/out/export_unique.csv
 """
 from __future__ import annotations
 
@@ -29,13 +31,32 @@ SELLER_REPLIES = [
     "您好，欢迎光临本店", "这个价格已经是最低了哦亲", "亲，可以领取店铺优惠券再下单", "快递显示已经到您那边的驿站了",
     "我们会反馈给快递公司的", "亲，这边给您申请一个小补偿", "好的，已经改好地址了", "这边帮您催一下快递",
 ]
+STOCK = ["好的", "在吗", "谢谢", "嗯嗯", "好的谢谢", "收到", "ok", "亲 在吗", "你好", "嗯", "好", "谢谢亲", "[微笑]",
+         "在不在", "哦哦", "知道了", "好滴", "麻烦了", "?", "1"]
+OPENERS = ["", "", "", "亲，", "你好，", "在吗 ", "客服 ", "喂 ", "老板，", "亲亲 "]
+ENDINGS = ["", "", "", "？", "。", "!!", "呀", "啊", "哦", " [撇嘴]", " 谢谢", "～", "。。。"]
+PRODUCTS = ["那件外套", "这个杯子", "洗发水", "耳机", "那双鞋", "充电宝", "床单", "猕猴桃", "牛奶", "键盘", "口红", "台灯"]
+
+
+def _variant(text: str, rng: random.Random) -> str:
+    kind = rng.random()
+    if kind < 0.35:
+        text = rng.choice(OPENERS) + text + rng.choice(ENDINGS)
+    elif kind < 0.55:
+        text = f"{text} 订单号{rng.randrange(10**15, 10**16)}"
+    elif kind < 0.7:
+        text = f"{rng.choice(PRODUCTS)} {text}"
+    elif kind < 0.85:
+        text = f"{text} 都{rng.randint(2, 15)}天了" if rng.random() < 0.5 else f"{text} 买了{rng.randint(1, 5)}个"
+    return text
 
 
 def build(rows: int, seed: int, unique: bool = False) -> list[list[str]]:
     rng = random.Random(seed)
-    corpus = load_corpus([ROOT / "data" / "messages"])
-    others = corpus[corpus["label"] == "other"]["text"].tolist()
-    disputes = corpus[corpus["label"] != "other"]["text"].tolist()
+    corpus = load_corpus([ROOT / "data" / "messages", ROOT / "data" / "real"])
+    chat = corpus[corpus["kind"] == "chat"]["text"].tolist()
+    other = corpus[corpus["kind"] != "chat"]["text"].tolist()
+    seen: set[str] = set()
     start = dt.datetime(2026, 11, 1, 8, 0, 0)
     out, conversation = [], 0
     while len(out) < rows:
@@ -44,12 +65,16 @@ def build(rows: int, seed: int, unique: bool = False) -> list[list[str]]:
         session = f"S{conversation:08d}"
         for turn in range(rng.randint(2, 10)):
             buyer = turn % 2 == 0 or rng.random() < 0.3
-            if buyer:
-                text = rng.choice(disputes) if rng.random() < 0.25 else rng.choice(others)
-                if unique:  # worst case for the label cache: no buyer text repeats
-                    text = f"{text} {len(out)}"
-            else:
+            if not buyer:
                 text = rng.choice(SELLER_REPLIES)
+            elif not unique and rng.random() < 0.25:
+                text = rng.choice(STOCK)
+            else:
+                base = rng.choice(chat) if rng.random() < 0.8 else rng.choice(other)
+                text = base if base not in seen else _variant(base, rng)
+                while text in seen:
+                    text = _variant(text, rng)
+                seen.add(text)
             when += dt.timedelta(seconds=rng.randint(5, 600))
             out.append([session, when.strftime("%Y-%m-%d %H:%M:%S"), "买家" if buyer else "客服", text])
             if len(out) == rows:
@@ -62,7 +87,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--encoding", default="utf-8")
-    parser.add_argument("--unique", action="store_true", help="make every buyer message distinct")
+    parser.add_argument("--unique", action="store_true", help="every buyer turn distinct (no stock phrases)")
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)
     with open(args.output, "w", encoding=args.encoding, newline="") as fh:

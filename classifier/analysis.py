@@ -148,7 +148,7 @@ def summarize_comparison(comparison: pd.DataFrame) -> str:
 
 # -- training ----------------------------------------------------------------------------------
 CV_CACHE_DIR = Path(tempfile.gettempdir()) / "complaint-classifier-cv"
-_CV_ARRAYS = ("probabilities", "predictions", "index")
+_CV_ARRAYS = ("probabilities", "predictions", "index", "fold")
 
 
 def _code_fingerprint() -> str:
@@ -294,3 +294,56 @@ def write_review_sheet(sheet: pd.DataFrame, path) -> Path:
         for values in sheet.itertuples(index=False):
             writer.write(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values])
     return path
+
+
+# -- active selection ---------------------------------------------------------------------------
+def selection_curve(corpus: pd.DataFrame, sizes=(250, 500, 1000, 2000, 4000), strategies=("uncertain", "random"),
+                    seeds: int = 2, test_share: float = 0.2, real_weight: float | None = None, progress=None) -> dict:
+    """What choosing messages to label buys: macro-F1 on held-out real rows against the number of real
+    labelled rows in training, when they are chosen by each strategy of ``sampling.select``.
+
+    A fixed share of the real rows (whole near-duplicate groups) is held out for scoring. For each
+    seed, every strategy starts from the same ``sizes[0]`` random real rows and grows the set: ``uncertain``
+    asks the model trained so far for the rows it is least sure of, ``random`` draws at random. Written
+    rows are always in training, as in production. Returns ``sizes`` and, per strategy, the macro-F1 (mean over
+    seeds, headline definition) at each size; ``progress(strategy, seed, size, f1)`` is called per point.
+    """
+    from .model import ComplaintClassifier
+    from .sampling import select
+    from .training import DEFAULT_REAL_WEIGHT, duplicate_groups, scores
+
+    weight = DEFAULT_REAL_WEIGHT if real_weight is None else real_weight
+    real = corpus[corpus["source"] == "real"].reset_index(drop=True)
+    written = corpus[corpus["source"] != "real"].reset_index(drop=True)
+    groups = duplicate_groups(real["text"].tolist())
+    unique = np.unique(groups)
+    held = set(np.random.default_rng(0).permutation(unique)[: int(len(unique) * test_share)])
+    test = np.flatnonzero(np.isin(groups, list(held)))
+    pool = np.flatnonzero(~np.isin(groups, list(held)))
+    sizes = [s for s in sizes if s <= len(pool)]
+    base = ComplaintClassifier()
+    docs, written_docs = base.analyze(real["text"].tolist()), base.analyze(written["text"].tolist())
+    gold = real["label"].iloc[test].tolist()
+    result: dict = {"sizes": sizes, "test_rows": int(len(test)), "seeds": seeds, "written_rows": int(len(written))}
+    for strategy in strategies:
+        curves = []
+        for seed in range(seeds):
+            chosen = list(np.random.default_rng(seed).permutation(pool)[: sizes[0]])
+            model, line = None, []
+            for size in sizes:
+                rest = np.setdiff1d(pool, chosen)
+                if len(chosen) < size:
+                    need = size - len(chosen)
+                    proba = model.predict_proba_terms([docs[i] for i in rest]) if strategy != "random" else None
+                    picked = select(real["text"].iloc[rest].tolist(), proba, need, strategy, seed=seed + size)
+                    chosen += [int(rest[i]) for i in picked]
+                y = written["label"].tolist() + real["label"].iloc[chosen].tolist()
+                weights = np.r_[np.ones(len(written)), np.full(len(chosen), weight)]
+                model = ComplaintClassifier().fit_terms(written_docs + [docs[i] for i in chosen], y, weights)
+                predicted = model.classes_[model.predict_proba_terms([docs[i] for i in test]).argmax(axis=1)]
+                line.append(scores(gold, [str(p) for p in predicted])["macro_f1"])
+                if progress:
+                    progress(strategy, seed, size, line[-1])
+            curves.append(line)
+        result[strategy] = np.mean(curves, axis=0).round(4).tolist()
+    return result

@@ -550,10 +550,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .artifact import ModelError
     from .tabular import TableError
-    from .training import DataError
 
-    errors = (UsageError, ModelError, TableError, DataError, FileNotFoundError, IsADirectoryError,
-              PermissionError, KeyError, ValueError, UnicodeError)
+    errors = (UsageError, ModelError, TableError, FileNotFoundError, IsADirectoryError, PermissionError, KeyError,
+              ValueError, UnicodeError)  # training.DataError is a ValueError (importing it would import pandas)
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         return COMMANDS[args.command](args)

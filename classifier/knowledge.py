@@ -88,10 +88,10 @@ class Deadline:
             return self.window.note.rstrip("。")
         if self.last_day is None:
             event = WINDOW_EVENTS[self.window.event]
-            return f"投诉期限为{self.window.describe()}；未提供{event}日期，无法计算截止日"
+            return f"{self.window.describe()}；未提供{event}日期，无法计算截止日"
         days_left = (self.last_day - self.today).days
         state = f"仍可投诉，还剩{days_left}天" if self.is_open else f"已超过投诉期限{-days_left}天"
-        return f"投诉期限为{self.window.describe()}，最后一天 {self.last_day.isoformat()}：{state}"
+        return f"{self.window.describe()}，最后一天 {self.last_day.isoformat()}：{state}"
 
 
 @lru_cache(maxsize=1)

@@ -298,3 +298,19 @@ def probability_histogram(oof: pd.DataFrame, ax=None, threshold: float | None = 
     ax.set_title("Confidence of out-of-fold predictions")
     ax.legend()
     return fig
+
+
+def selection_curve(curve: dict, ax=None, title: str | None = None):
+    """Macro-F1 on held-out real text against real labelled messages used, one line per strategy
+    (``analysis.selection_curve``)."""
+    fig, ax = _axes(ax, (7, 4))
+    for strategy in [k for k in ("uncertain", "diverse", "random") if k in curve]:
+        ax.plot(curve["sizes"], curve[strategy], marker="o", label=strategy)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(curve["sizes"], [f"{s:,}" for s in curve["sizes"]])
+    ax.set_xlabel("real labelled messages in training (plus all written ones)")
+    ax.set_ylabel("macro-F1, held-out real text")
+    ax.set_title(title or f"Choosing what to label (held-out real rows: {curve['test_rows']:,})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig

@@ -352,7 +352,9 @@ def _summarize(corpus: pd.DataFrame, raw: np.ndarray, fold_of: np.ndarray, folds
     for name, rows in (("real", real & scored), ("written", ~real & scored)):
         if rows.any():
             result[name] = {**scores(labels[rows].tolist(), predictions[rows].tolist()),
-                            "calibration_error": expected_calibration_error(probabilities[rows], labels[rows], classes)}
+                            "calibration_error": expected_calibration_error(probabilities[rows], labels[rows], classes),
+                            "calibration_error_uncalibrated": expected_calibration_error(softmax(raw[rows]), labels[rows],
+                                                                                         classes)}
     if (chat_other & scored).any():
         result["chat_false_alarm"] = float((predictions[chat_other & scored] != "other").mean())
         result["chat_other_rows"] = int((chat_other & scored).sum())
@@ -361,7 +363,8 @@ def _summarize(corpus: pd.DataFrame, raw: np.ndarray, fold_of: np.ndarray, folds
 
 def brief(result: dict) -> dict:
     """The JSON-friendly part of a score dict, as recorded in a model's metadata."""
-    keys = ("n", "macro_f1", "labels_scored", "macro_f1_all", "accuracy", "calibration_error", "per_label")
+    keys = ("n", "macro_f1", "labels_scored", "macro_f1_all", "accuracy", "calibration_error",
+            "calibration_error_uncalibrated", "per_label")
     return {k: result[k] for k in keys if k in result}
 
 

@@ -22,12 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 FIXTURES = Path(__file__).parent / "fixtures"
-TEST_PARAMETERS = "SAMPLE = 3000  # injected by tests/test_notebooks.py\nCV_FOLDS = 3"
+TEST_PARAMETERS = "SAMPLE = 3000  # injected by tests/test_notebooks.py\nCV_FOLDS = 3\nSIZES = [100, 200]\nSEEDS = 1"
 
 
 def test_there_are_notebooks():
     names = {path.name for path in NOTEBOOKS}
-    assert {"01_data_overview.ipynb", "02_train_and_evaluate.ipynb", "03_error_analysis.ipynb"} <= names
+    assert {"01_data_overview.ipynb", "02_train_and_evaluate.ipynb", "03_error_analysis.ipynb",
+            "04_active_selection.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -141,6 +142,8 @@ def test_figures_draw(plots, small_corpus, tmp_path, monkeypatch):
         plots.confusion_heatmap(result),
         plots.f1_bars(result),
         plots.f1_delta(analysis.compare_scores(old, result)),
+        plots.selection_curve({"sizes": [100, 200, 400], "uncertain": [0.4, 0.5, 0.6], "random": [0.4, 0.45, 0.5],
+                               "test_rows": 50}),
     ]
     for i, fig in enumerate(figures):
         fig.savefig(tmp_path / f"{i}.png", dpi=40)
@@ -213,7 +216,7 @@ def test_subsample_is_stratified_and_keeps_augmented_variants():
 def test_error_analysis_and_review_sheet_round_trip(small_corpus, small_model, tmp_path):
     cv = cross_validate(small_corpus, {"min_df": 1}, folds=2)
     oof = analysis.out_of_fold(small_corpus, cv)
-    assert len(oof) == cv["n"]
+    assert len(oof) == cv["written"]["n"] == len(small_corpus)
     assert (oof["correct"] == (oof["predicted"] == oof["label"])).all()
     assert oof["probability"].between(0, 1).all() and (oof["p_true"] <= oof["probability"] + 1e-9).all()
     assert (oof["predicted"] != oof["second"]).all()
@@ -245,11 +248,13 @@ def test_error_analysis_and_review_sheet_round_trip(small_corpus, small_model, t
 def test_train_reuses_a_given_cross_validation(small_corpus):
     cv = cross_validate(small_corpus, {"min_df": 1}, folds=2)
     model, metadata = train(small_corpus, {"min_df": 1}, cv=cv)
-    assert metadata["cross_validation"]["macro_f1"] == cv["macro_f1"]
-    assert metadata["cross_validation"]["folds"] == 2
-    assert 0.2 <= model.review_threshold <= 0.95
+    assert metadata["cross_validation"]["written"]["macro_f1"] == cv["written"]["macro_f1"]
+    assert metadata["cross_validation"]["folds"] == 2 and "real" not in metadata["cross_validation"]
+    assert model.review_threshold == cv["review_threshold"] and model.dispute_threshold == cv["dispute_threshold"]
+    assert model.temperature_ == cv["temperature"] > 0
     assert metadata["training_rows"] == len(small_corpus)
-    assert brief(cv).keys() == {"n", "macro_f1", "macro_f1_min5", "accuracy", "per_label"}
+    assert brief(cv["written"]).keys() == {"n", "macro_f1", "labels_scored", "macro_f1_all", "accuracy",
+                                           "calibration_error", "calibration_error_uncalibrated", "per_label"}
 
 
 def test_label_table_and_per_label_frame(small_corpus):
@@ -273,8 +278,8 @@ def test_cross_validate_cached_reuses_only_identical_runs(small_corpus, tmp_path
     np.testing.assert_array_equal(again["probabilities"], first["probabilities"])
     np.testing.assert_array_equal(again["predictions"], first["predictions"])
     np.testing.assert_array_equal(again["index"], first["index"])
-    assert {k: again[k] for k in ("macro_f1", "per_label", "confusion", "labels", "folds", "seed")} == \
-        {k: first[k] for k in ("macro_f1", "per_label", "confusion", "labels", "folds", "seed")}
+    assert {k: again[k] for k in ("written", "folds", "seed", "temperature")} == \
+        {k: first[k] for k in ("written", "folds", "seed", "temperature")}
     analysis.out_of_fold(small_corpus, again)  # usable like a fresh result
 
     changed = small_corpus.copy()
@@ -283,3 +288,15 @@ def test_cross_validate_cached_reuses_only_identical_runs(small_corpus, tmp_path
     analysis.cross_validate_cached(small_corpus, params, folds=2, seed=1, cache_dir=tmp_path)
     analysis.cross_validate_cached(small_corpus, params, folds=2, cache_dir=None)
     assert len(calls) == 4
+
+
+def test_selection_curve_grows_from_a_shared_random_start(small_corpus):
+    corpus = small_corpus.copy()
+    corpus.loc[: len(corpus) // 2, "source"] = "real"  # half of the fixture plays the real labelled rows
+    points = []
+    curve = analysis.selection_curve(corpus, sizes=[4, 8], seeds=1, test_share=0.3,
+                                     progress=lambda *point: points.append(point))
+    assert curve["sizes"] == [4, 8] and len(curve["uncertain"]) == len(curve["random"]) == 2
+    assert all(0 <= f1 <= 1 for f1 in curve["uncertain"] + curve["random"])
+    assert [p[:3] for p in points] == [("uncertain", 0, 4), ("uncertain", 0, 8), ("random", 0, 4), ("random", 0, 8)]
+    assert points[0][3] == points[2][3]  # both strategies start from the same random rows

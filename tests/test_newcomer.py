@@ -1,0 +1,175 @@
+"""What a new user hit (issue 11): one test per defect, through the real entry points."""
+import json
+import os
+import stat
+
+import pytest
+
+from classifier import knowledge
+from classifier.cli import build_parser, main
+from conftest import read_csv, write_csv
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def test_outputs_follow_the_umask(tmp_path, capsys):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货"]])
+    old = os.umask(0o022)
+    try:
+        assert run(capsys, "label", src, "-o", tmp_path / "out.csv", "-q", "--jobs", "1")[0] == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.csv").stat().st_mode) == 0o644
+
+
+def test_xlsx_to_stdout_is_refused_before_any_work(tmp_path, capsys):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货"]])
+    code, out, err = run(capsys, "label", src, "-o", "-", "--format", "xlsx")
+    assert code == 2 and "cannot be written to stdout" in err and out == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "{src}"], "is the input file"),
+    (["-o", "{tmp}/out.txt"], "cannot tell the format"),
+    (["-o", "{tmp}/out.csv", "--report", "{tmp}/r.pdf"], "use a .html or .md"),
+], ids=["same file", "unknown output extension", "unknown report extension"])
+def test_outputs_that_would_go_wrong_are_refused(tmp_path, capsys, args, message):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货"]])
+    before = src.read_bytes()
+    code, _, err = run(capsys, "label", src, *[a.format(src=src, tmp=tmp_path) for a in args])
+    assert code == 2 and message in err
+    assert src.read_bytes() == before and not (tmp_path / "out.csv").exists()
+
+
+def test_no_sender_column_is_said_and_nicknames_are_understood(tmp_path, capsys):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货"]])
+    code, _, err = run(capsys, "label", src, "-o", tmp_path / "o.csv", "--jobs", "1")
+    assert code == 0 and "no sender column found" in err and "treated as buyer 1" in err
+
+    rows = [["c1", "小王爱购物", "拍了五天了还不发货"], ["c1", "某某旗舰店:小美", "亲，我们这边都是正品保证的"],
+            ["c1", "小王爱购物", "好的"], ["c2", "tb123456", "是正品吗"]]
+    src = write_csv(tmp_path / "qn.csv", ["会话ID", "发送人", "聊天内容"], rows)
+    code, _, err = run(capsys, "label", src, "-o", tmp_path / "qn_out.csv", "--jobs", "1")
+    assert code == 0 and "holds names, not roles" in err
+    assert [r["status"] for r in read_csv(tmp_path / "qn_out.csv")] == ["ok", "not_buyer", "ok", "ok"]
+    code, _, err = run(capsys, "label", src, "-o", tmp_path / "qn2.csv", "--jobs", "1", "--seller-value", "tb123456")
+    assert [r["status"] for r in read_csv(tmp_path / "qn2.csv")] == ["ok", "ok", "ok", "not_buyer"]
+
+
+def test_predict_output_has_no_jargon_or_repeats(capsys):
+    code, out, _ = run(capsys, "predict", "衣服洗了一次就掉色了", "拍了五天了还不发货")
+    assert code == 0
+    assert "来源未规定" not in out and "本项目" not in out and "len" not in out.split("依据词")[1].split("\n")[0]
+    assert "投诉期限：投诉期限" not in out and "medium" not in out and "严重程度：中" in out
+    code, out, _ = run(capsys, "rules", "counterfeit")
+    assert out.count("第八十五条没有单列") == 1
+
+
+def test_predict_shows_truncation_and_empty(capsys):
+    code, out, _ = run(capsys, "predict", "快递三天了还没到，" * 300, "  ")
+    assert code == 0 and "只用了前 2000 字" in out and "空消息" in out
+
+
+def test_rules_accept_chinese_names(capsys):
+    code, out, _ = run(capsys, "rules", "延迟发货")
+    assert code == 0 and out.startswith("late_shipment")
+
+
+@pytest.mark.parametrize("date", ["2026-11-20", "2026/11/20", "20261120"])
+def test_dates_in_three_spellings(capsys, date):
+    code, out, _ = run(capsys, "predict", "--json", "--trade-closed-date", date, "--today", "2026-11-25", "拍了五天了还不发货")
+    record = json.loads(out)
+    assert code == 0 and (record["label"] != "late_shipment" or record["last_day"] == "2026-12-05")
+
+
+def test_thresholds_out_of_range_are_refused(capsys):
+    for command in (["predict", "--threshold", "1.5", "x"], ["label", "in.csv", "-o", "o.csv", "--threshold", "-0.1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        assert exit_info.value.code == 2
+        assert "0 到 1" in capsys.readouterr().err
+
+
+def test_label_threshold_controls_needs_review(tmp_path, capsys):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["拍了五天了还不发货"], ["好的谢谢"]])
+    run(capsys, "label", src, "-o", tmp_path / "strict.csv", "-q", "--jobs", "1", "--threshold", "1")
+    assert {r["needs_review"] for r in read_csv(tmp_path / "strict.csv")} == {"true"}
+
+
+def test_help_is_chinese_and_documents_every_flag(capsys):
+    parser = build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices
+    for name, sub in subcommands.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help"
+    with pytest.raises(SystemExit):
+        main(["label", "--help"])
+    assert "输出文件" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and "complaint-classifier 0." in capsys.readouterr().out
+
+
+def test_xlsx_output_types_layout_and_sheet_name(tmp_path, capsys):
+    from openpyxl import Workbook, load_workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "聊天记录"
+    sheet.append(["2026年11月 买家消息导出"])  # a title row above the header
+    sheet.merge_cells("A1:C1")
+    sheet.append(["会话ID", "发送方", "聊天内容"])
+    sheet.append(["c1", "买家", "拍了五天了还不发货"])
+    sheet.append(["c1", "客服", "亲，马上发"])
+    book.save(tmp_path / "in.xlsx")
+    code, _, err = run(capsys, "label", tmp_path / "in.xlsx", "-o", tmp_path / "out.xlsx", "--jobs", "1")
+    assert code == 0, err
+    out = load_workbook(tmp_path / "out.xlsx").active
+    assert out.title == "聊天记录" and out.freeze_panes == "A2" and out.auto_filter.ref
+    header = [c.value for c in out[1]]
+    first = dict(zip(header, [c.value for c in out[2]]))
+    assert first["聊天内容"] == "拍了五天了还不发货" and isinstance(first["confidence"], (int, float))
+    assert first["needs_review"] in (True, False) and first["is_dispute"] is True
+    assert out.column_dimensions["C"].width > 10
+    code, _, _ = run(capsys, "label", tmp_path / "in.xlsx", "-o", tmp_path / "o2.csv", "--header-row", "2", "-q")
+    assert code == 0 and len(read_csv(tmp_path / "o2.csv")) == 2
+
+
+def test_jsonl_output_has_numbers_and_booleans(tmp_path, capsys):
+    src = write_csv(tmp_path / "in.csv", ["内容"], [["拍了五天了还不发货"], [""]])
+    run(capsys, "label", src, "-o", tmp_path / "out.jsonl", "-q", "--jobs", "1")
+    first, empty = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text("utf-8").splitlines()]
+    assert isinstance(first["confidence"], float) and first["is_dispute"] is True and first["needs_review"] in (True, False)
+    assert empty["confidence"] is None and empty["status"] == "empty"
+
+
+def test_evaluate_reads_what_label_reads(tmp_path, capsys):
+    from openpyxl import Workbook
+
+    rows = [["还没发货呢 都五天了", "late_shipment"], ["好的谢谢", "other"], ["快递丢了", ""]]
+    write_csv(tmp_path / "gold.csv", ["聊天内容", "correct_label"], rows)
+    code, out, _ = run(capsys, "evaluate", tmp_path / "gold.csv")
+    assert code == 0 and out.startswith("macro-F1") and "1 rows without a label skipped" in out
+    book = Workbook()
+    book.active.append(["内容", "correct_label"])
+    for row in rows:
+        book.active.append(row)
+    book.save(tmp_path / "gold.xlsx")
+    code, out, _ = run(capsys, "evaluate", tmp_path / "gold.xlsx", "--json")
+    assert code == 0 and json.loads(out)["n"] == 2
+
+
+def test_headline_figure_is_defined_once(capsys, tmp_path):
+    rows = [[f"还没发货呢 都{i}天了", "late_shipment"] for i in range(5)] + [["好的谢谢", "other"]]
+    write_csv(tmp_path / "gold.csv", ["text", "label"], rows)
+    code, out, _ = run(capsys, "evaluate", tmp_path / "gold.csv", "--json")
+    result = json.loads(out)
+    assert result["labels_scored"] == 1  # only late_shipment has >= 5 gold items
+    assert result["macro_f1"] == result["per_label"]["late_shipment"]["f1"]
+    assert set(knowledge.labels()) >= set(result["per_label"])
