@@ -198,7 +198,7 @@ def load(path: str | os.PathLike | None = None, *, trust: bool = False) -> Compl
         params = config["params"]
         params["char_ngrams"] = tuple(params["char_ngrams"])
         model = ComplaintClassifier(**params)
-        vectorizer = Vectorizer(model.char_ngrams, model.min_df, model.max_df, model.binary_tf)
+        vectorizer = Vectorizer(model.char_ngrams, model.min_df, model.max_df, model.max_count)
         vectorizer.terms_ = data["terms"].tobytes().decode("utf-8").split("\n")
         vectorizer.idf_ = data["idf"]
         model.vectorizer_ = vectorizer

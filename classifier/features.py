@@ -182,8 +182,8 @@ class Vectorizer:
     min_df : terms in fewer training messages are dropped.
     max_df : terms in a larger share of training messages are dropped (function words such as
         很, 了, 好: they carried the writing style of our corpus, not the dispute).
-    binary : count a term once however often it repeats ("真的很生气" × 20 must not drown
-        the complaint next to it); else tf = 1 + ln(count).
+    max_count : a term's count is capped at this before tf = 1 + ln(count): repetition ("真的很生气"
+        × 20) must not drown the complaint next to it; 1 counts every term once (binary).
 
     Character n-grams are matched as integer keys over a whole chunk at once (code points packed
     into an int64, looked up with a binary search), words through dictionaries: no n-gram
@@ -191,11 +191,11 @@ class Vectorizer:
     """
 
     def __init__(self, char_ngrams: tuple[int, int] = (1, 2), min_df: int = 2, max_df: float = 0.1,
-                 binary: bool = True) -> None:
+                 max_count: int = 3) -> None:
         self.char_ngrams = tuple(char_ngrams)
         self.min_df = min_df
         self.max_df = max_df
-        self.binary = binary
+        self.max_count = max_count
 
     def fit(self, docs: list[Terms]) -> "Vectorizer":
         """Learn the vocabulary (sorted, so the same data give the same columns) and the idf."""
@@ -256,7 +256,7 @@ class Vectorizer:
         keep = has_content[rows]
         keys, counts = np.unique(rows[keep] * len(self.terms_) + cols[keep], return_counts=True)
         rows, indices = np.divmod(keys, len(self.terms_))
-        tf = np.ones(len(keys), np.float32) if self.binary else 1 + np.log(counts.astype(np.float32))
+        tf = 1 + np.log(np.minimum(counts, self.max_count).astype(np.float32))
         data = tf * self.idf_[indices]
         norms = np.sqrt(np.bincount(rows, weights=data.astype(np.float64) ** 2, minlength=len(docs)))
         data /= norms[rows].astype(np.float32)

@@ -27,7 +27,7 @@ class ComplaintClassifier:
     C : inverse regularisation strength of the logistic regression.
     char_ngrams : (min, max) length of the character n-grams.
     crossed_terms : add each word crossed with the message's form (question / request / problem).
-    min_df, max_df, binary_tf : see ``features.Vectorizer``.
+    min_df, max_df, max_count : see ``features.Vectorizer``.
     class_weight : passed to ``LogisticRegression`` (``None`` or ``"balanced"``).
     review_threshold : a prediction whose (calibrated) probability is below this needs review.
     dispute_threshold : a message is a dispute when ``1 − P(other)`` reaches this.
@@ -42,7 +42,7 @@ class ComplaintClassifier:
         crossed_terms: bool = True,
         min_df: int = 2,
         max_df: float = 0.1,
-        binary_tf: bool = True,
+        max_count: int = 3,
         class_weight: str | None = None,
         review_threshold: float = 0.8,
         dispute_threshold: float = 0.5,
@@ -54,7 +54,7 @@ class ComplaintClassifier:
         self.crossed_terms = crossed_terms
         self.min_df = min_df
         self.max_df = max_df
-        self.binary_tf = binary_tf
+        self.max_count = max_count
         self.class_weight = class_weight
         self.review_threshold = review_threshold
         self.dispute_threshold = dispute_threshold
@@ -114,7 +114,7 @@ class ComplaintClassifier:
             raise ValueError(f"unknown label ids {unknown}; expected ids from the taxonomy: {knowledge.labels()}")
         if len(set(y)) < 2:
             raise ValueError("need messages of at least two labels to train")
-        self.vectorizer_ = Vectorizer(self.char_ngrams, self.min_df, self.max_df, self.binary_tf).fit(docs)
+        self.vectorizer_ = Vectorizer(self.char_ngrams, self.min_df, self.max_df, self.max_count).fit(docs)
         rows = self.vectorizer_.transform(docs)
         self.classes_, self.coef_, self.intercept_ = fit_linear(rows, y, sample_weight, self.C, self.class_weight)
         self.temperature_ = 1.0

@@ -292,7 +292,7 @@ def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int 
             held_out = set(groups[fold_of == k])
             train_rows = [i for i in range(len(corpus)) if groups[i] not in held_out]
             test_rows = np.flatnonzero(fold_of == k)
-            vectorizer = Vectorizer(model.char_ngrams, model.min_df, model.max_df, model.binary_tf).fit(
+            vectorizer = Vectorizer(model.char_ngrams, model.min_df, model.max_df, model.max_count).fit(
                 [docs[i] for i in train_rows])
             yield (vectorizer.transform([docs[i] for i in train_rows]), labels[train_rows], weights[train_rows],
                    vectorizer.transform([docs[i] for i in test_rows]))

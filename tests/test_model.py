@@ -12,13 +12,15 @@ def test_predict_proba_shape_and_sum(small_model):
     assert set(small_model.predict(["还没发货"])) <= set(small_model.classes_)
 
 
-@pytest.mark.parametrize("binary", [False, True])
-def test_vectorizer_and_scores_match_scikit_learn(small_corpus, binary):
-    """Our TF-IDF rows and NumPy scoring equal scikit-learn's TfidfVectorizer and predict_proba."""
+@pytest.mark.parametrize("max_count", [1, 1000])
+def test_vectorizer_and_scores_match_scikit_learn(small_corpus, max_count):
+    """Our TF-IDF rows and NumPy scoring equal scikit-learn's TfidfVectorizer and predict_proba, with counts
+    uncapped (sublinear tf) or capped at 1 (binary)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    model = ComplaintClassifier(min_df=1, binary_tf=binary)
+    model = ComplaintClassifier(min_df=1, max_count=max_count)
+    binary = max_count == 1
     texts, y = small_corpus["text"].tolist(), small_corpus["label"].tolist()
     docs = model.analyze(texts)
     model.fit_terms(docs, y)
@@ -101,9 +103,10 @@ def test_messages_the_model_cannot_read_need_review_with_a_reason(small_model):
 
 
 def test_repetition_does_not_drown_the_complaint(small_model):
-    """Binary term weights: a phrase repeated 20 times weighs as much as once."""
-    once, many = small_model.predict_proba(["还没发货 真的很生气", "还没发货 " + "真的很生气" * 20])
-    np.testing.assert_allclose(once, many, atol=0.05)
+    """Term counts are capped (``max_count``): a phrase repeated 20 times weighs as much as 3 times."""
+    assert small_model.max_count == 3
+    three, twenty = small_model.predict_proba(["还没发货 " + "真的很生气" * 3, "还没发货 " + "真的很生气" * 20])
+    np.testing.assert_allclose(three, twenty, atol=1e-5)
 
 
 def test_review_threshold_controls_needs_review(small_model):
