@@ -375,6 +375,10 @@ def _label_on_dask(args) -> int:
         )
     except ClusterError as exc:
         raise UsageError(str(exc)) from None
+    except (KeyboardInterrupt, Terminated):
+        print(f"interrupted: the parts written so far are complete, but {args.output} has no _manifest.json",
+              file=sys.stderr)
+        raise
     if show:
         statuses = manifest["statuses"]
         skipped = ", ".join(f"{k} {v}" for k, v in statuses.items() if k not in ("ok", "truncated",

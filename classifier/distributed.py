@@ -161,7 +161,7 @@ class ModelPlugin(WorkerPlugin):
     """Loads the model once on each worker, when the plugin is registered or the worker joins.
 
     ``path`` is where the workers find the model (``None``: the model shipped with the package they
-    run); ``sha256``, when the client could read the file, is the hash every worker's file must
+    run); ``expected``, when the client could read the file, is the SHA-256 every worker's file must
     have. A worker that cannot load the model keeps the reason in ``error`` (no traceback in the
     worker's log); its tasks fail with that reason.
     """
@@ -169,7 +169,7 @@ class ModelPlugin(WorkerPlugin):
     def __init__(self, path: str | None, trust: bool, threshold: float | None, expected: str | None) -> None:
         self.path, self.trust, self.threshold, self.expected = path, trust, threshold, expected
         self.name = f"complaint-classifier-model-{uuid.uuid4().hex[:12]}"
-        self.model = self.sha256 = self.error = None
+        self.model = self.digest = self.error = None
 
     def setup(self, worker) -> None:
         path = self.path or str(default_model_path())
@@ -184,7 +184,7 @@ class ModelPlugin(WorkerPlugin):
         except Exception as exc:  # any reason this worker cannot label, kept for its tasks and the client
             self.error = str(exc)
             return
-        self.model, self.sha256 = model, found
+        self.model, self.digest = model, found
 
     def teardown(self, worker) -> None:
         self.model = None
@@ -192,7 +192,7 @@ class ModelPlugin(WorkerPlugin):
 
 def _plugin_state(name: str, dask_worker=None) -> dict:
     plugin = dask_worker.plugins.get(name)
-    return {"sha256": plugin.sha256, "error": plugin.error} if plugin else {"sha256": None, "error": "no model plugin"}
+    return {"sha256": plugin.digest, "error": plugin.error} if plugin else {"sha256": None, "error": "no model plugin"}
 
 
 def _worker_model(name: str):

@@ -167,18 +167,30 @@ def test_parquet_parts_in_and_out_keep_their_types(tmp_path, scheduler, model):
     assert sum(len(read_csv(tmp_path / "as_csv" / f"part-{k}.csv")) for k in range(2)) == manifest["rows_read"] == 180
 
 
-def test_fsspec_urls_in_and_out():
+def test_fsspec_urls_in_and_out_and_a_failed_read_is_retried(monkeypatch):
     """A remote file system (here fsspec's in-memory one, so an in-process cluster) is read and written
-    through local temporary copies."""
+    through local temporary copies; a read that fails once is retried."""
     import fsspec
     from distributed import LocalCluster
+    from fsspec.implementations.memory import MemoryFileSystem
 
     fs = fsspec.filesystem("memory")
     for k in range(2):
         fs.pipe_file(f"/in/part-{k}.csv", ("\n".join([",".join(HEADER)] + csv_lines(chat(20, 20 * k))) + "\n").encode())
+    reads = []
+
+    def flaky_get_file(self, path, local, **kwargs):
+        reads.append(path)
+        if reads.count("/in/part-1.csv") == 1:
+            raise ConnectionResetError("connection reset by peer")
+        return original(self, path, local, **kwargs)
+
+    original = MemoryFileSystem.get_file
+    monkeypatch.setattr(MemoryFileSystem, "get_file", flaky_get_file)
     with LocalCluster(n_workers=1, processes=False, dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster:
         manifest = label_parts("memory://in", "memory://out", scheduler=cluster.scheduler_address, chunk_size=8)
     assert manifest["rows_read"] == 40 and manifest["failed"] == []
+    assert reads.count("/in/part-1.csv") == 2
     assert sorted(fs.ls("/out", detail=False)) == ["/out/_manifest.json", "/out/part-0.csv", "/out/part-1.csv"]
     assert fs.cat_file("/out/part-1.csv").decode("utf-8-sig").splitlines()[0].startswith("会话ID,发送方,时间,聊天内容,label")
 
