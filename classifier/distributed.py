@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import logging
 import operator
@@ -371,9 +372,13 @@ def connect(scheduler: str | None = None, jobs: int | None = None):
 
 
 def _dashboard(client: Client) -> str:
-    if "dashboard" not in client.scheduler_info().get("services", {}):
-        return "dashboard: not available (pip install bokeh)"
+    if not client.run_on_scheduler(_has_bokeh):
+        return "dashboard: not available (the scheduler needs bokeh: pip install bokeh)"
     return f"dashboard: {client.dashboard_link}"
+
+
+def _has_bokeh() -> bool:
+    return importlib.util.find_spec("bokeh") is not None
 
 
 def _reason(exc: BaseException) -> str:
