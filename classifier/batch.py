@@ -37,6 +37,10 @@ LABEL_COLUMNS = ["label", "label_name", "confidence", "dispute_probability", "is
 CONVERSATION_OUTPUT_COLUMNS = ["conversation_id", "label", "label_name", "confidence", "is_dispute", "needs_review",
                                "other_disputes", "buyer_messages", "driving_line", "driving_message", "rule",
                                "advice"]
+LABEL_TYPES = {"confidence": "float64", "dispute_probability": "float64", "is_dispute": "bool",
+               "needs_review": "bool"}  # for Parquet output; the other label columns are text
+CONVERSATION_TYPES = {"confidence": "float64", "is_dispute": "bool", "needs_review": "bool",
+                      "buyer_messages": "int64", "driving_line": "int64"}
 LABELLED = ("ok", "truncated", "ok_decoding_errors")
 STATUS_NAMES = {"ok": "已标注", "truncated": "已标注（截断）", "ok_decoding_errors": "已标注（文本有乱码）",
                 "empty": "空消息", "not_buyer": "非买家消息", "error": "无法解析的行"}
@@ -165,6 +169,14 @@ def output_columns(header: list[str]) -> list[str]:
             name = new
         renamed.append(name)
     return renamed + LABEL_COLUMNS
+
+
+def output_types(header: list[str], input_types: dict, text: str) -> dict:
+    """Arrow types of the output columns for Parquet: the types of a Parquet input's columns
+    (the text column is text, redacted or not), then ``LABEL_TYPES``."""
+    typed = {new: input_types[old] for old, new in zip(header, output_columns(header))
+             if old in input_types and old != text}
+    return {**typed, **LABEL_TYPES}
 
 
 # -- the one labelling function, in two halves -----------------------------------------------------
@@ -321,7 +333,8 @@ def label_table(
     jobs = max(1, jobs or os.cpu_count() or 1)
     chunks = reader.chunks(chunk_size)
     with TableWriter(output_path, output_columns(reader.columns), output_format, raw_cells=raw_cells,
-                     sheet_name=reader.sheet_name) as writer, _Workers(model, jobs) as workers:
+                     sheet_name=reader.sheet_name, types=output_types(reader.columns, reader.types, columns.text)
+                     ) as writer, _Workers(model, jobs) as workers:
         pending: deque = deque()
 
         def flush() -> None:
@@ -358,7 +371,7 @@ def label_table(
 def _write_conversations(pool: ConversationPool, path, fmt, raw_cells: bool) -> None:
     if path is None:
         raise TableError("--by-conversation needs a conversation output path")
-    with TableWriter(path, CONVERSATION_OUTPUT_COLUMNS, fmt, raw_cells=raw_cells) as writer:
+    with TableWriter(path, CONVERSATION_OUTPUT_COLUMNS, fmt, raw_cells=raw_cells, types=CONVERSATION_TYPES) as writer:
         for row in pool.rows():
             writer.write(row)
 

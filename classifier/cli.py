@@ -101,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     _table_options(p)
     p.add_argument("--conversation-column", metavar="COL", help="会话 ID 所在的列（默认自动识别）")
     p.add_argument("--by-conversation", action="store_true",
-                   help="另外给每个会话一个标签（按纠纷严重程度取最严重的一条，列出其他纠纷）；写到 OUTPUT.conversations.*")
+                   help="另外给每个会话一个标签（按纠纷严重程度取最严重的一条，列出其他纠纷）；写到 OUTPUT.conversations.*。"
+                        "--engine dask 时写到 OUTDIR/_conversations/，代价是一次按会话 ID 的 shuffle：所有分片标完后才开始，"
+                        "每条已标注的买家消息（连同前 200 字）在 worker 之间传一次，并在集群内存中留到会话结果写完")
     p.add_argument("--conversations", metavar="PATH", help="会话结果文件（默认在 OUTPUT 扩展名前加 .conversations）")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="输出格式（默认按扩展名）")
-    p.add_argument("--jobs", type=_positive, help="使用的进程数（默认全部 CPU 核）")
+    p.add_argument("--jobs", type=_positive, help="使用的进程数（默认全部 CPU 核；--engine dask 时是本机集群的 worker 进程数）")
     p.add_argument("--max-chars", type=_positive, help="每条消息最多用多少字打标签（默认用模型的，2000）")
     p.add_argument("--threshold", type=_probability, help="概率低于此值时需人工复核（0 到 1；默认用模型的）")
     p.add_argument("--redact", action="store_true", help="在文本列中遮盖手机号、身份证号、邮箱、地址和收件人姓名")
@@ -112,8 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV/TSV 中以 = + - @ 开头的单元格不加 ' 前缀（给程序读；用 Excel 打开不安全）")
     p.add_argument("--report", metavar="PATH", help="另写一份汇总报告（.html 或 .md）")
     p.add_argument("--engine", choices=["local", "dask"], default="local",
-                   help="local：本机多进程（默认）；dask：在 Dask 集群上按文件分片处理（需 pip install \".[dask]\"）")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="--engine dask 时连接的 Dask 调度器地址（默认在本机起一个集群）")
+                   help="local：本机多进程（默认）；dask：在 Dask 集群上按文件分片处理，每个输入分片写一个输出分片，"
+                        "另写 OUTDIR/_manifest.json（需 pip install \".[dask]\"）")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="--engine dask 时连接的 Dask 调度器地址，如 tcp://10.0.0.5:8786（默认在本机起一个集群）；"
+                        "每个 worker 都要能在同一路径读到输入、输出和 --model 文件")
     p.add_argument("-q", "--quiet", action="store_true", help="不显示进度条和汇总")
     _model_options(p)
 
@@ -247,7 +252,7 @@ def _format_prediction(text, prediction, deadline, max_chars: int) -> str:
 def cmd_label(args) -> int:
     if args.engine == "dask":
         return _label_on_dask(args)
-    from .batch import LABEL_COLUMNS, label_table
+    from .batch import label_table
     from .tabular import table_format
 
     conversations = None
@@ -271,20 +276,8 @@ def cmd_label(args) -> int:
             bar.update(rows)
 
     def on_columns(columns):
-        if not show:
-            return
-        used = [f"text={columns.text}", f"role={columns.role or '-'}",
-                f"conversation={columns.conversation or '-'}", f"time={columns.time or '-'}"]
-        print("columns: " + ", ".join(used), file=sys.stderr)
-        if columns.role is None:
-            print("note: no sender column found, so every row is treated as a buyer message; "
-                  "name it with --role-column if the export has one", file=sys.stderr)
-        elif columns.seller_values is not None and not args.seller_value:
-            print(f"note: the sender column {columns.role!r} holds names, not roles: rows from "
-                  f"{', '.join(columns.seller_values[:6])}… are taken as the shop, all others as buyers "
-                  "(set --seller-value or --buyer-value to say otherwise)", file=sys.stderr)
-        for name in set(columns.header) & set(LABEL_COLUMNS):
-            print(f"note: input column {name!r} is kept as 'input_{name}' in the output", file=sys.stderr)
+        if show:
+            _print_columns(args, columns)
 
     started = time.perf_counter()
     try:
@@ -319,6 +312,23 @@ def cmd_label(args) -> int:
     return 0
 
 
+def _print_columns(args, columns) -> None:
+    from .batch import LABEL_COLUMNS
+
+    used = [f"text={columns.text}", f"role={columns.role or '-'}",
+            f"conversation={columns.conversation or '-'}", f"time={columns.time or '-'}"]
+    print("columns: " + ", ".join(used), file=sys.stderr)
+    if columns.role is None:
+        print("note: no sender column found, so every row is treated as a buyer message; "
+              "name it with --role-column if the export has one", file=sys.stderr)
+    elif columns.seller_values is not None and not args.seller_value:
+        print(f"note: the sender column {columns.role!r} holds names, not roles: rows from "
+              f"{', '.join(columns.seller_values[:6])}… are taken as the shop, all others as buyers "
+              "(set --seller-value or --buyer-value to say otherwise)", file=sys.stderr)
+    for name in set(columns.header) & set(LABEL_COLUMNS):
+        print(f"note: input column {name!r} is kept as 'input_{name}' in the output", file=sys.stderr)
+
+
 def _print_summary(args, summary, seconds: float, conversations) -> None:
     skipped = ", ".join(f"{k} {v}" for k, v in summary.skipped.items()) or "none"
     buyers = summary.labelled + summary.statuses["empty"]
@@ -338,26 +348,49 @@ def _print_summary(args, summary, seconds: float, conversations) -> None:
 
 
 def _label_on_dask(args) -> int:
-    from .distributed import label_parts
-
     if args.output == "-":
         raise UsageError("--engine dask writes a folder of parts: give an output folder with -o")
-    for flag in ("report", "redact") if False else ():
-        pass
-    model_path = args.model
-    summary = label_parts(
-        args.input, args.output, model_path=model_path, trust=args.trust, scheduler=args.scheduler, jobs=args.jobs,
-        text_column=args.text_column, role_column=args.role_column, buyer_values=args.buyer_value,
-        seller_values=args.seller_value, conversation_column=args.conversation_column,
-        by_conversation=args.by_conversation, input_format=args.input_format, output_format=args.format,
-        encoding=args.encoding, max_chars=args.max_chars, redact=args.redact, raw_cells=args.raw_cells,
-        threshold=args.threshold, progress=not args.quiet and sys.stderr.isatty(), log=None if args.quiet else
-        (lambda line: print(line, file=sys.stderr)),
-    )
-    if not args.quiet:
-        print(f"parts {summary['parts']}, rows read {summary['rows_read']}, failed parts {len(summary['failed'])}; "
-              f"wrote {args.output}", file=sys.stderr)
-    return 1 if summary["failed"] else 0
+    if args.report or args.conversations:
+        flag = "--report" if args.report else "--conversations"
+        raise UsageError(f"{flag} is not available with --engine dask: the counts are in OUTDIR/_manifest.json "
+                         "and the conversations in OUTDIR/_conversations/")
+    if args.scheduler and args.jobs:
+        raise UsageError("--jobs sets the size of a local cluster: with --scheduler the cluster's own workers are used")
+    try:
+        from .distributed import ClusterError, label_parts
+    except ImportError as exc:
+        raise UsageError(f"--engine dask needs Dask ({exc.name} is not installed): pip install \".[dask]\"") from None
+    show = not args.quiet
+    try:
+        manifest = label_parts(
+            args.input, args.output, model_path=args.model, trust=args.trust, scheduler=args.scheduler,
+            jobs=args.jobs, text_column=args.text_column, role_column=args.role_column,
+            buyer_values=args.buyer_value, seller_values=args.seller_value,
+            conversation_column=args.conversation_column, by_conversation=args.by_conversation,
+            input_format=args.input_format, output_format=args.format, encoding=args.encoding, sheet=args.sheet,
+            header_row=args.header_row, max_chars=args.max_chars, redact=args.redact, raw_cells=args.raw_cells,
+            threshold=args.threshold, progress=show and sys.stderr.isatty(),
+            log=(lambda line: print(line, file=sys.stderr)) if show else None,
+            on_columns=(lambda columns: _print_columns(args, columns)) if show else None,
+        )
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
+    except (KeyboardInterrupt, Terminated):
+        print(f"interrupted: the parts written so far are complete, but {args.output} has no _manifest.json",
+              file=sys.stderr)
+        raise
+    if show:
+        statuses = manifest["statuses"]
+        skipped = ", ".join(f"{k} {v}" for k, v in statuses.items() if k not in ("ok", "truncated",
+                                                                                  "ok_decoding_errors")) or "none"
+        print(f"parts {len(manifest['parts'])} (failed {len(manifest['failed'])}), rows read {manifest['rows_read']}, "
+              f"labelled {manifest['labelled']}, skipped: {skipped}; {manifest['seconds']:.1f}s", file=sys.stderr)
+        conversations = manifest.get("conversations", {})
+        if "conversations" in conversations:
+            print(f"conversations labelled {conversations['conversations']} -> "
+                  f"{os.path.join(args.output, conversations['folder'])}", file=sys.stderr)
+        print(f"wrote {args.output} (manifest {os.path.join(args.output, '_manifest.json')})", file=sys.stderr)
+    return 1 if manifest["failed"] or "error" in manifest.get("conversations", {}) else 0
 
 
 def _sibling(path: str, tag: str) -> str:

@@ -10,6 +10,10 @@ Writing is injection-safe: a cell that comes from the input and starts like a fo
 (``= + - @``, tab, carriage return) is written to CSV/TSV behind a ``'`` (the OWASP rule, so
 Excel shows it as text; ``raw_cells=True`` turns this off for machine consumers) and to XLSX as
 a string cell, never a formula. Our readers undo the prefix, so a round trip loses nothing.
+
+Parquet is read a row group at a time and written in row groups of ``PARQUET_ROW_GROUP`` rows,
+so memory stays bounded; a Parquet input's numbers, booleans, dates and timestamps come back as
+strings (like every other format) and are written back with their own types (``types``).
 """
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ HEADER_SEARCH_ROWS = 10       # the header is the first of these rows that names
 MAX_XLSX_PART_BYTES = 1 << 30           # no part of an XLSX may expand beyond 1 GiB ...
 MAX_XLSX_RATIO = 200                    # ... or expand more than 200 times over 16 MiB
 MAX_COLUMNS = 4096
+PARQUET_ROW_GROUP = 1 << 16   # rows per Parquet row group written
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _DAMAGED = re.compile("[\udc80-\udcff]")
 
@@ -89,6 +94,7 @@ class TableReader:
     rows: Iterator[Row]
     sheet_name: str | None = None
     notes: list[str] = field(default_factory=list)
+    types: dict = field(default_factory=dict)  # column → Arrow type, for columns a Parquet input types
 
     def chunks(self, size: int = 4000) -> Iterator[Chunk]:
         """The rows in chunks of ``size``."""
@@ -524,7 +530,9 @@ def _open_parquet(path: str) -> TableReader:
         parquet = pq.ParquetFile(path)
     except Exception as exc:
         raise TableError(f"cannot read {path} as Parquet: {exc}") from None
-    header = _unique_names([str(name) for name in parquet.schema_arrow.names])
+    schema = parquet.schema_arrow
+    header = _unique_names([str(name) for name in schema.names])
+    types = {name: field.type for name, field in zip(header, schema) if _restorable(field.type)}
 
     def rows() -> Iterator[Row]:
         number = 0
@@ -533,7 +541,16 @@ def _open_parquet(path: str) -> TableReader:
                 number += 1
                 yield Row(number, [_cell(v) for v in record])
 
-    return TableReader(path, "parquet", header, None, rows())
+    return TableReader(path, "parquet", header, None, rows(), types=types)
+
+
+def _restorable(arrow_type) -> bool:
+    """Whether a column of this type can be written back exactly from the strings ``_cell`` makes."""
+    import pyarrow as pa
+
+    t = pa.types
+    return (t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_boolean(arrow_type)
+            or t.is_decimal(arrow_type) or t.is_date(arrow_type) or t.is_timestamp(arrow_type))
 
 
 # -- columns ---------------------------------------------------------------------------------------
@@ -602,14 +619,18 @@ class TableWriter:
     The file appears under its name only when ``close()`` succeeds, with the permissions the
     umask gives; ``abort()`` (or an exception inside ``with``) leaves nothing behind. ``path``
     ``-`` writes CSV, TSV or JSONL to stdout. Errors name ``path``, never the temporary file.
+    ``types`` gives Parquet columns their Arrow type (a ``pyarrow.DataType`` or an alias such as
+    ``"float64"``; strings are cast, empty ones become nulls); other columns take the type of
+    their first values (text when those are all empty).
     """
 
     def __init__(self, path, columns: list[str], fmt: str | None = None, *, raw_cells: bool = False,
-                 sheet_name: str | None = None) -> None:
+                 sheet_name: str | None = None, types: dict | None = None) -> None:
         self.path = str(path)
         self.columns = list(columns)
         self.raw_cells = raw_cells
         self.sheet_name = sheet_name or "labels"
+        self.types = dict(types or {})
         self.format = "csv" if self.path == "-" and not fmt else table_format(self.path, fmt)
         self._tmp = None
         if self.path == "-":
@@ -650,7 +671,13 @@ class TableWriter:
             self._rows = 0
             self._header = self.columns
         elif self.format == "parquet":
+            try:
+                import pyarrow.parquet  # noqa: F401
+            except ImportError:
+                raise TableError("writing Parquet needs pyarrow: pip install \"complaint-classifier[parquet]\"") from None
             self._batches: list = []
+            self._buffered = 0
+            self._parquet = None
 
     def write(self, values: list) -> None:
         """Write one row, values in the order of ``columns``."""
@@ -659,7 +686,7 @@ class TableWriter:
     def write_frame(self, frame) -> None:
         """Write the rows of a DataFrame whose columns are ``columns``."""
         if self.format == "parquet":
-            self._batches.append(frame)
+            self._guard(self._buffer, frame)
             return
         self._guard(self._write_rows, frame.itertuples(index=False, name=None))
 
@@ -674,7 +701,7 @@ class TableWriter:
         elif self.format == "parquet":
             import pandas as pd
 
-            self._batches.append(pd.DataFrame(list(rows), columns=self.columns, dtype=object))
+            self._buffer(pd.DataFrame(list(rows), columns=self.columns, dtype=object))
         else:
             self._fh.write("".join(json.dumps(dict(zip(self.columns, map(_json_value, row))), ensure_ascii=False)
                                    + "\n" for row in rows))
@@ -712,7 +739,10 @@ class TableWriter:
             self._sheet.auto_filter.ref = f"A1:{get_column_letter(max(1, len(self.columns)))}{self._rows + 1}"
             self._book.save(self._fh)
         elif self.format == "parquet":
-            self._write_parquet()
+            self._flush_parquet()
+            if self._parquet is None:
+                self._open_parquet_file([[] for _ in self.columns])
+            self._parquet.close()
         if self._tmp is None:
             self._fh.flush()
             return
@@ -723,15 +753,47 @@ class TableWriter:
         os.replace(self._tmp, self.path)
         self._tmp = None
 
-    def _write_parquet(self) -> None:
+    def _buffer(self, frame) -> None:
+        """Keep a frame for the next row group; write the row group once it is full."""
+        self._batches.append(frame)
+        self._buffered += len(frame)
+        if self._buffered >= PARQUET_ROW_GROUP:
+            self._flush_parquet()
+
+    def _flush_parquet(self) -> None:
         import pandas as pd
+        import pyarrow as pa
+
+        if not self._batches:
+            return
+        frame = pd.concat(self._batches, ignore_index=True) if len(self._batches) > 1 else self._batches[0]
+        self._batches, self._buffered = [], 0
+        columns = [frame.iloc[:, k].tolist() for k in range(len(self.columns))]
+        try:
+            if self._parquet is None:
+                self._open_parquet_file(columns)
+            arrays = [_arrow_column(values, field.type) for values, field in zip(columns, self._schema)]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            self.abort()
+            raise TableError(f"cannot write {self.path} as Parquet: {exc}") from None
+        self._parquet.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
+
+    def _open_parquet_file(self, first_values: list[list]) -> None:
+        """Fix the file's schema: the given ``types``, else the type of a column's first values."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        frame = pd.concat(self._batches, ignore_index=True) if self._batches else pd.DataFrame(columns=self.columns)
-        frame.columns = self.columns
-        table = pa.Table.from_pandas(frame.infer_objects(), preserve_index=False)
-        pq.write_table(table, self._fh)
+        fields = []
+        for name, values in zip(self.columns, first_values):
+            given = self.types.get(name)
+            if isinstance(given, str):
+                given = pa.type_for_alias(given)
+            if given is None:
+                given = _arrow_column(values).type
+                given = pa.string() if pa.types.is_null(given) else given
+            fields.append(pa.field(name, given))
+        self._schema = pa.schema(fields)
+        self._parquet = pq.ParquetWriter(self._fh, self._schema)
 
     def abort(self) -> None:
         """Drop the temporary file."""
@@ -762,6 +824,21 @@ def check_writable(path: str) -> None:
         raise TableError(f"output is a folder, not a file: {path}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise TableError(f"cannot write {path}: the folder {folder} is not writable")
+
+
+def _arrow_column(values: list, arrow_type=None):
+    """An Arrow array of ``arrow_type`` from a column's values; strings are parsed, "" is null."""
+    import pyarrow as pa
+
+    array = pa.array(values, from_pandas=True)
+    if arrow_type is None or array.type == arrow_type:
+        return array
+    text = (pa.types.is_string, pa.types.is_large_string)
+    if any(is_text(array.type) for is_text in text) and not any(is_text(arrow_type) for is_text in text):
+        array = pa.array([v if v != "" else None for v in values], pa.string())
+        if pa.types.is_timestamp(arrow_type):  # the text has microseconds (nanoseconds) whatever the unit
+            array = array.cast(pa.timestamp("ns" if arrow_type.unit == "ns" else "us", arrow_type.tz))
+    return array.cast(arrow_type)
 
 
 def _json_value(value):
