@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import signal
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from . import knowledge
 from .decision import REVIEW_REASONS, Decisions
 from .model import ComplaintClassifier
 from .redact import redact as redact_text
-from .tabular import (BUYER_VALUES, CONVERSATION_COLUMNS, ROLE_COLUMNS, SELLER_VALUES, TEXT_COLUMNS, TIME_COLUMNS,
+from .tabular import (BUYER_VALUES, CONVERSATION_COLUMNS, ROLE_COLUMNS, TEXT_COLUMNS, TIME_COLUMNS,
                       TableError, TableWriter, check_column, detect_column, looks_like_seller, open_table)
 
 LABEL_COLUMNS = ["label", "label_name", "confidence", "dispute_probability", "is_dispute", "needs_review",
@@ -57,15 +57,19 @@ class Columns:
     buyer_values: tuple[str, ...] = tuple(BUYER_VALUES)
     seller_values: tuple[str, ...] | None = None
     header: tuple[str, ...] = ()
+    nicknames: bool = False
 
     def is_buyer(self, roles: pd.Series) -> np.ndarray:
         """Which rows are buyer messages, from the sender column's values.
 
-        With ``seller_values`` (or when the sender column holds nicknames, not roles), every
-        sender that is not a seller is a buyer; otherwise only the buyer values are."""
+        With ``seller_values`` every sender that is not one of them is a buyer; when the sender
+        column holds nicknames (``nicknames``), every sender that does not look like the shop
+        (``tabular.looks_like_seller``); otherwise only the buyer values are buyers."""
         values = roles.fillna("").astype(str).str.strip().str.lower()
         if self.seller_values is not None:
             return ~values.isin(self.seller_values).to_numpy()
+        if self.nicknames:
+            return ~looks_like_seller(values).to_numpy()
         return values.isin(self.buyer_values).to_numpy()
 
 
@@ -142,17 +146,15 @@ def resolve_columns(header, text=None, role=None, conversation=None, buyer_value
 
 
 def settle_roles(columns: Columns, sample: pd.DataFrame) -> Columns:
-    """When the sender column holds nicknames rather than roles (a 千牛-style export), switch to
-    "every sender that is not a seller is a buyer", with sellers told by common markers."""
+    """When the sender column of ``sample`` (a first chunk) holds nicknames rather than roles (a
+    千牛-style export: no value is a buyer role), tell buyers from the shop by ``looks_like_seller``."""
     if columns.role is None or columns.seller_values is not None:
         return columns
     values = sample[columns.role].fillna("").astype(str).str.strip().str.lower()
     values = values[values != ""]
     if not len(values) or values.isin(columns.buyer_values).any():
         return columns
-    sellers = sorted({v for v in values.unique() if looks_like_seller(v)} | set(SELLER_VALUES))
-    return Columns(columns.text, columns.role, columns.conversation, columns.time, columns.buyer_values,
-                   tuple(sellers), columns.header)
+    return replace(columns, nicknames=True)
 
 
 def output_columns(header: list[str]) -> list[str]:
@@ -267,19 +269,28 @@ class ConversationPool:
         return len(self._conversations)
 
     def add(self, out: pd.DataFrame, lines, columns: Columns) -> None:
-        """Take the labelled rows of a finished chunk."""
-        labelled = np.flatnonzero((out["label"] != "").to_numpy())
-        keys = out[output_columns(list(columns.header))[list(columns.header).index(columns.conversation)]]
-        for i in labelled:
-            row = out.iloc[i]
-            entry = self._conversations.setdefault(str(keys.iloc[i]), {"count": 0, "best": {}})
-            entry["count"] += 1
-            label, probability = row["label"], float(row["confidence"])
-            best = entry["best"].get(label)
-            # a dispute label keeps its surest message; ``other`` its least sure one
-            if best is None or (probability < best[0] if label == "other" else probability > best[0]):
-                entry["best"][label] = (probability, int(lines[i]), str(out.iat[i, list(columns.header).index(columns.text)])[:200],
-                                        bool(row["needs_review"]))
+        """Take the labelled rows of a finished chunk (the output of ``label_chunk``)."""
+        labelled = (out["label"] != "").to_numpy()
+        if not labelled.any():
+            return
+        header = list(columns.header)
+        rows = pd.DataFrame({
+            "key": out.iloc[labelled, header.index(columns.conversation)].astype(str).to_numpy(),
+            "label": out["label"].to_numpy()[labelled],
+            "probability": out["confidence"].to_numpy()[labelled].astype(float),
+            "line": np.asarray(lines)[labelled],
+            "text": out.iloc[labelled, header.index(columns.text)].astype(str).str[:200].to_numpy(),
+            "review": out["needs_review"].to_numpy()[labelled].astype(bool),
+        })
+        for key, count in rows.groupby("key", sort=False).size().items():
+            self._conversations.setdefault(key, {"count": 0, "best": {}})["count"] += int(count)
+        # a dispute label keeps its surest message, ``other`` its least sure one; the first on ties
+        rows["rank"] = np.where(rows["label"] == "other", -rows["probability"], rows["probability"])
+        best = rows.sort_values("rank", ascending=False, kind="stable").drop_duplicates(["key", "label"])
+        for key, label, probability, line, text, review, _ in best.itertuples(index=False):
+            kept = self._conversations[key]["best"].get(label)
+            if kept is None or (probability < kept[0] if label == "other" else probability > kept[0]):
+                self._conversations[key]["best"][label] = (probability, int(line), text, review)
 
     def rows(self):
         """Output rows, in the order the conversations first appeared."""

@@ -321,9 +321,9 @@ def _print_columns(args, columns) -> None:
     if columns.role is None:
         print("note: no sender column found, so every row is treated as a buyer message; "
               "name it with --role-column if the export has one", file=sys.stderr)
-    elif columns.seller_values is not None and not args.seller_value:
-        print(f"note: the sender column {columns.role!r} holds names, not roles: rows from "
-              f"{', '.join(columns.seller_values[:6])}… are taken as the shop, all others as buyers "
+    elif columns.nicknames:
+        print(f"note: the sender column {columns.role!r} holds names, not roles: senders such as 客服, 商家 or "
+              "names with 旗舰店 / 专营店 / 官方 / 店名:客服名 are taken as the shop, all others as buyers "
               "(set --seller-value or --buyer-value to say otherwise)", file=sys.stderr)
     for name in set(columns.header) & set(LABEL_COLUMNS):
         print(f"note: input column {name!r} is kept as 'input_{name}' in the output", file=sys.stderr)

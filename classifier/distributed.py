@@ -91,6 +91,7 @@ class Job:
     redact: bool = False
     raw_cells: bool = False
     chunk_size: int = 4000
+    nicknames: bool = False  # the sender column holds nicknames (batch.settle_roles), judged on the first part
 
 
 # -- parts -------------------------------------------------------------------------------------------
@@ -231,8 +232,9 @@ def _open(source: str, job: Job):
 
 
 def _columns(header, job: Job) -> Columns:
-    return resolve_columns(header, job.text_column, job.role_column, job.conversation_column, job.buyer_values,
-                           job.seller_values, job.by_conversation)
+    columns = resolve_columns(header, job.text_column, job.role_column, job.conversation_column, job.buyer_values,
+                              job.seller_values, job.by_conversation)
+    return replace(columns, nicknames=job.nicknames)
 
 
 def settle_columns(parts: list[Part], job: Job) -> Columns:
@@ -454,7 +456,8 @@ def label_parts(
             columns = client.submit(settle_columns, parts, job, pure=False).result()
             if on_columns:
                 on_columns(columns)
-            job = replace(job, buyer_values=columns.buyer_values, seller_values=columns.seller_values)
+            job = replace(job, buyer_values=columns.buyer_values, seller_values=columns.seller_values,
+                          nicknames=columns.nicknames)
             counts, messages = _submit_parts(client, parts, job, retries)
             _show(counts, progress)
             manifest = _manifest(parts, counts, input_url, output_url, model_path, model_sha, columns)

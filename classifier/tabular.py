@@ -573,10 +573,10 @@ def check_column(columns, name: str, what: str) -> str:
     return name
 
 
-def looks_like_seller(value: str) -> bool:
-    """Whether a sender value names the shop side (客服, a 旗舰店 nickname, 店名:客服名 …)."""
-    value = value.strip().lower()
-    return value in SELLER_VALUES or bool(_SELLER_NICKNAME.search(value))
+def looks_like_seller(values):
+    """Which sender values (a pandas Series of lower-case strings) name the shop side: a seller role
+    (客服, 商家 …) or a shop nickname (… 旗舰店, 官方 …, 店名:客服名)."""
+    return values.isin(SELLER_VALUES) | values.str.contains(_SELLER_NICKNAME)
 
 
 def read_table(path, **kwargs):
