@@ -247,7 +247,7 @@ def _format_prediction(text, prediction, deadline, max_chars: int) -> str:
 def cmd_label(args) -> int:
     if args.engine == "dask":
         return _label_on_dask(args)
-    from .batch import LABEL_COLUMNS, label_table
+    from .batch import LABEL_COLUMNS, WorkerError, label_table
     from .tabular import table_format
 
     conversations = None
@@ -286,6 +286,7 @@ def cmd_label(args) -> int:
         for name in set(columns.header) & set(LABEL_COLUMNS):
             print(f"note: input column {name!r} is kept as 'input_{name}' in the output", file=sys.stderr)
 
+    where = "stdout" if args.output == "-" else args.output
     started = time.perf_counter()
     try:
         summary = label_table(
@@ -297,10 +298,12 @@ def cmd_label(args) -> int:
             header_row=args.header_row, jobs=args.jobs, max_chars=args.max_chars, redact=args.redact,
             raw_cells=args.raw_cells, progress=progress, on_columns=on_columns,
         )
-    except (KeyboardInterrupt, Terminated):
+    except (KeyboardInterrupt, Terminated, WorkerError) as exc:
         if bar is not None:
             bar.close()
-        where = "stdout" if args.output == "-" else args.output
+        if isinstance(exc, WorkerError):
+            print(f"{PROG}: error: {exc} after {done[0]} rows; nothing written to {where}", file=sys.stderr)
+            return 1
         print(f"interrupted after {done[0]} rows; nothing written to {where}", file=sys.stderr)
         raise
     if bar is not None:
@@ -313,7 +316,7 @@ def cmd_label(args) -> int:
             write_report(summary, args.report, title=Path(args.input).name)
         except OSError as exc:
             raise UsageError(f"cannot write the report {args.report}: {exc.strerror or exc}; "
-                             f"the labels were written to {args.output}") from None
+                             f"the labels were written to {where}") from None
     if show:
         _print_summary(args, summary, seconds, conversations)
     return 0
