@@ -318,9 +318,11 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
         raise TableError(f"input file is empty: {path}" if header_row is None else
                          f"input file has fewer than {header_row} rows: {path}")
     at = 0 if header_row is not None else _header_at([_parse(record[1], delimiter) for record in head])
-    header = [_repair(name.strip())[0] for name in _parse(head[at][1], delimiter)]
+    header = [_undo_prefix(_repair(name.strip())[0]) for name in _parse(head[at][1], delimiter)]
     if not any(header):
         raise TableError(f"input file has no header row: {path}")
+    if any("\x00" in name for name in header):
+        raise TableError(f"{path} is not a text table: its header line holds NUL bytes")
     header = _unique_names(header)
     skipped = head[at][0] - 1
     notes = [f"header found on line {head[at][0]}; {skipped} line(s) above it skipped"] if skipped else []
@@ -337,7 +339,8 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
             if not text.strip("\r\n"):
                 continue
             if not balanced:
-                yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), "unbalanced quote", damaged)
+                yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), error or "unbalanced quote",
+                          damaged)
                 continue
             try:
                 values = [_undo_prefix(v) for v in _parse(lines, delimiter)]
@@ -464,7 +467,7 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a broken or hostile file
-        raise TableError(f"cannot read {path} as XLSX: {exc}") from None
+        raise TableError(f"cannot read {path} as XLSX: {_reason(exc)}") from None
     if sheet is not None and sheet not in workbook.sheetnames:
         raise TableError(f"no sheet {sheet!r} in {path}; sheets: {', '.join(workbook.sheetnames)}")
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
@@ -483,7 +486,7 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
                 if not _is_title(values) or len(seen) == HEADER_SEARCH_ROWS:
                     break
     except Exception as exc:
-        raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {exc}") from None
+        raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {_reason(exc)}") from None
     if not seen:
         raise TableError(f"sheet {worksheet.title!r} of {path} is empty" if header_row is None
                          else f"sheet {worksheet.title!r} of {path} has no row {header_row}")
@@ -501,11 +504,23 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
                     continue
                 yield Row(number, _fit(values, width, " "))
         except Exception as exc:
-            raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {exc}") from None
+            raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {_reason(exc)}") from None
         finally:
             workbook.close()
 
     return TableReader(path, "xlsx", header, None, rows(), sheet_name=worksheet.title, notes=notes)
+
+
+def _reason(exc: Exception) -> str:
+    """Why openpyxl could not read a file, in one line; refused XML entities are named as such."""
+    from defusedxml import DefusedXmlException
+
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, DefusedXmlException):
+            return "it declares XML entities, which are refused (they can expand without bound)"
+        cause = cause.__cause__ or cause.__context__
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _trim(values: list[str]) -> list[str]:
@@ -544,7 +559,7 @@ def detect_column(columns, candidates: list[str], what: str, required: bool = Tr
         if name.lower() in lowered:
             return lowered[name.lower()]
     if required:
-        raise TableError(f"no {what} column found; columns are: {', '.join(map(str, columns))}. "
+        raise TableError(f"no {what} column found; columns are: {_names(columns)}. "
                          f"Name it with --{what}-column")
     return None
 
@@ -552,8 +567,18 @@ def detect_column(columns, candidates: list[str], what: str, required: bool = Tr
 def check_column(columns, name: str, what: str) -> str:
     """``name`` if it is a column, else an error listing the columns."""
     if name not in columns:
-        raise TableError(f"{what} column {name!r} not found; columns are: {', '.join(map(str, columns))}")
+        raise TableError(f"{what} column {name!r} not found; columns are: {_names(columns)}")
     return name
+
+
+def _names(columns, most: int = 30, longest: int = 40) -> str:
+    """Column names for an error message: at most ``most``, each cut to ``longest`` characters,
+    control characters escaped, so a hostile header cannot flood the terminal."""
+    names = [str(c) for c in columns]
+    shown = [repr(n)[1:-1] if not n.isprintable() else n for n in names[:most]]
+    shown = [n if len(n) <= longest else n[: longest - 1] + "…" for n in shown]
+    more = f" … and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(shown) + more
 
 
 def looks_like_seller(value: str) -> bool:
@@ -639,7 +664,7 @@ class TableWriter:
     def _start(self) -> None:
         if self.format in ("csv", "tsv"):
             self._csv = csv.writer(self._fh, delimiter="\t" if self.format == "tsv" else ",")
-            self._csv.writerow(self.columns)
+            self._csv.writerow(self.columns if self.raw_cells else map(neutralise, self.columns))
         elif self.format == "xlsx":
             from openpyxl import Workbook
 
@@ -683,7 +708,7 @@ class TableWriter:
         from openpyxl.cell import WriteOnlyCell
 
         if self._rows == 0:
-            self._sheet.append([WriteOnlyCell(self._sheet, value=_xlsx_text(c)) for c in self.columns])
+            self._sheet.append([_string_cell(WriteOnlyCell(self._sheet, value=_xlsx_text(c))) for c in self.columns])
         for row in rows:
             cells = []
             for k, value in enumerate(row):
@@ -735,6 +760,11 @@ class TableWriter:
 
     def abort(self) -> None:
         """Drop the temporary file."""
+        if self.format == "xlsx":
+            try:
+                self._sheet.close()  # end openpyxl's sheet stream now, not with an error at garbage collection
+            except Exception:  # the stream may be what failed (a full disk); nothing is kept either way
+                pass
         if self._tmp is not None:
             try:
                 self._fh.close()
@@ -770,6 +800,12 @@ def _json_value(value):
     if hasattr(value, "item"):  # NumPy scalars
         return value.item()
     return value
+
+
+def _string_cell(cell):
+    """``cell`` as a string cell: openpyxl would otherwise store a string that starts with ``=`` as a formula."""
+    cell.data_type = "s"
+    return cell
 
 
 def _xlsx_text(value):
