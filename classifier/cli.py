@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 PROG = "complaint-classifier"
@@ -273,18 +274,19 @@ def cmd_label(args) -> int:
     def on_columns(columns):
         if not show:
             return
+        say = partial(print if bar is None else bar.write, file=sys.stderr)  # above the bar, not into it
         used = [f"text={columns.text}", f"role={columns.role or '-'}",
                 f"conversation={columns.conversation or '-'}", f"time={columns.time or '-'}"]
-        print("columns: " + ", ".join(used), file=sys.stderr)
+        say("columns: " + ", ".join(used))
         if columns.role is None:
-            print("note: no sender column found, so every row is treated as a buyer message; "
-                  "name it with --role-column if the export has one", file=sys.stderr)
+            say("note: no sender column found, so every row is treated as a buyer message; "
+                "name it with --role-column if the export has one")
         elif columns.seller_values is not None and not args.seller_value:
-            print(f"note: the sender column {columns.role!r} holds names, not roles: rows from "
-                  f"{', '.join(columns.seller_values[:6])}… are taken as the shop, all others as buyers "
-                  "(set --seller-value or --buyer-value to say otherwise)", file=sys.stderr)
+            say(f"note: the sender column {columns.role!r} holds names, not roles: rows from "
+                f"{', '.join(columns.seller_values[:6])}… are taken as the shop, all others as buyers "
+                "(set --seller-value or --buyer-value to say otherwise)")
         for name in set(columns.header) & set(LABEL_COLUMNS):
-            print(f"note: input column {name!r} is kept as 'input_{name}' in the output", file=sys.stderr)
+            say(f"note: input column {name!r} is kept as 'input_{name}' in the output")
 
     where = "stdout" if args.output == "-" else args.output
     started = time.perf_counter()
