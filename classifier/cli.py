@@ -289,6 +289,8 @@ def cmd_label(args) -> int:
             say(f"note: input column {name!r} is kept as 'input_{name}' in the output")
 
     where = "stdout" if args.output == "-" else args.output
+    # a file appears only when complete; stdout has had every finished chunk
+    kept = "the output on stdout is incomplete" if args.output == "-" else f"nothing written to {args.output}"
     started = time.perf_counter()
     try:
         summary = label_table(
@@ -304,9 +306,9 @@ def cmd_label(args) -> int:
         if bar is not None:
             bar.close()
         if isinstance(exc, WorkerError):
-            print(f"{PROG}: error: {exc} after {done[0]} rows; nothing written to {where}", file=sys.stderr)
+            print(f"{PROG}: error: {exc} after {done[0]} rows; {kept}", file=sys.stderr)
             return 1
-        print(f"interrupted after {done[0]} rows; nothing written to {where}", file=sys.stderr)
+        print(f"interrupted after {done[0]} rows; {kept}", file=sys.stderr)
         raise
     if bar is not None:
         bar.close()
