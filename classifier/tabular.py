@@ -6,7 +6,7 @@ not valid in the file's encoding are replaced (U+FFFD) and the row is marked ``d
 Hostile files end in a clear ``TableError``: an XLSX that would expand beyond the limits
 below, a line longer than ``MAX_LINE_CHARS``, a JSON line nested too deep.
 
-Writing is injection-safe: a cell that comes from the input and starts like a formula
+Writing is injection-safe: a cell or column name from the input that starts like a formula
 (``= + - @``, tab, carriage return) is written to CSV/TSV behind a ``'`` (the OWASP rule, so
 Excel shows it as text; ``raw_cells=True`` turns this off for machine consumers) and to XLSX as
 a string cell, never a formula. Our readers undo the prefix, so a round trip loses nothing.
