@@ -235,15 +235,20 @@ def big_export(tmp_path_factory):
     return write_csv(tmp_path_factory.mktemp("big") / "big.csv", HEADER, rows)
 
 
-def start_label(src, out, *extra):
+def start_label(src, out):
     """``label SRC -o OUT --jobs 2 -q`` as a user runs it, returned once its output is growing."""
-    proc = subprocess.Popen([str(SCRIPT), "label", str(src), "-o", str(out), "--jobs", "2", "-q", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([str(SCRIPT), "label", str(src), "-o", str(out), "--jobs", "2", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=sigint_default)
     deadline = time.monotonic() + 60
     while sum(p.stat().st_size for p in out.parent.glob(f".{out.name}.*.part")) < 4 << 20:  # two chunks or more
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it was under way"
         time.sleep(0.02)
     return proc
+
+
+def sigint_default() -> None:
+    """In the child: SIGINT as in a terminal, even under a shell that runs the tests in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def children(pid: int) -> list[int]:

@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import sys
 import termios
@@ -33,6 +34,7 @@ def in_terminal(args, *, interrupt_when=None, timeout: float = 120) -> tuple[int
     if pid == 0:  # the child: exec at once, never return into pytest
         try:
             os.chdir(ROOT)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # as in a terminal, even if these tests run in the background
             os.execv(SCRIPT, [str(SCRIPT), *map(str, args)])
         finally:
             os._exit(127)
