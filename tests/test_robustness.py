@@ -618,16 +618,21 @@ def test_two_runs_on_one_output_name_never_mix(tmp_path):
     """Both write the whole file beside the output and rename it into place: the last one wins, whole."""
     small = write_csv(tmp_path / "small.csv", ["内容"], [["还没发货"]] * 10)
     big = write_csv(tmp_path / "big.csv", ["内容"], [[f"第{i}条 快递丢了"] for i in range(40_000)])
+    whole = {"small": ["还没发货"] * 10, "big": [f"第{i}条 快递丢了" for i in range(40_000)]}
     out = tmp_path / "out.csv"
     runs = [subprocess.Popen([str(SCRIPT), "label", str(src), "-o", str(out), "--jobs", "1", "-q"],
                              stderr=subprocess.PIPE) for src in (big, small)]
-    finished = []
+    finished, seen = [], []
     while len(finished) < 2:
         finished += [run for run in runs if run.poll() is not None and run not in finished]
-        time.sleep(0.01)
+        if out.exists():  # whenever the file is there, it is one run's whole output
+            texts = [row[0] for row in read_output(out)[1:]]
+            seen += [name for name, rows in whole.items() if rows == texts and name not in seen[-1:]]
+            assert texts in whole.values()
+        time.sleep(0.05)
     assert [run.returncode for run in runs] == [0, 0]
-    assert finished == runs[::-1]  # the small run, started second, ends first
-    assert [row[0] for row in read_output(out)[1:]] == [f"第{i}条 快递丢了" for i in range(40_000)]
+    assert finished == runs[::-1]  # the small run, started second, ends first ...
+    assert seen == ["small", "big"]  # ... and is replaced, whole, by the big one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv", "out.csv", "small.csv"]
 
 
