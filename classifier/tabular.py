@@ -48,7 +48,9 @@ MAX_RECORD_CHARS = 1 << 22    # a quoted field longer than this is taken as an u
 MAX_LINE_CHARS = 1 << 24      # a physical line is read up to this many characters; the rest is dropped and the row marked
 HEADER_SEARCH_ROWS = 10       # the header is the first of these rows that names a known column
 MAX_XLSX_PART_BYTES = 1 << 30           # no part of an XLSX may expand beyond 1 GiB ...
-MAX_XLSX_RATIO = 200                    # ... or expand more than 200 times over 16 MiB
+MAX_XLSX_RATIO = 200                    # ... or expand more than 200 times over 16 MiB;
+MAX_XLSX_STRINGS_BYTES = 1 << 26        # openpyxl holds the shared strings in memory (up to ~7× their size) ...
+MAX_XLSX_XML_BYTES = 1 << 24            # ... and parses other XML parts whole (up to ~40×); worksheets it streams
 MAX_COLUMNS = 4096
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _DAMAGED = re.compile("[\udc80-\udcff]")
@@ -447,16 +449,39 @@ def _cell(value) -> str:
 
 # -- XLSX and Parquet ------------------------------------------------------------------------------
 def _check_xlsx_size(path: str) -> None:
-    """Refuse an XLSX whose parts would expand beyond the limits (a zip bomb)."""
+    """Refuse an XLSX whose parts would expand beyond the limits (a zip bomb, or a part that
+    openpyxl reads into memory whole and that would not fit)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
+            infos = archive.infolist()
+            for info in infos:
                 ratio = info.file_size / max(info.compress_size, 1)
                 if info.file_size > MAX_XLSX_PART_BYTES or (info.file_size > 1 << 24 and ratio > MAX_XLSX_RATIO):
                     raise TableError(f"{path}: part {info.filename} would expand to {info.file_size:,} bytes "
                                      f"({ratio:.0f}× its compressed size); refusing to read it")
+            strings = _shared_strings_parts(archive)
+            for info in infos:
+                limit = (MAX_XLSX_STRINGS_BYTES if info.filename in strings else
+                         MAX_XLSX_XML_BYTES if info.filename.endswith((".xml", ".rels"))
+                         and not info.filename.startswith("xl/worksheets/") else MAX_XLSX_PART_BYTES)
+                if info.file_size > limit:
+                    raise TableError(f"{path}: part {info.filename} would expand to {info.file_size:,} bytes, more "
+                                     f"than the {limit >> 20} MiB that can be read into memory; save the sheet as CSV")
     except zipfile.BadZipFile as exc:
         raise TableError(f"cannot read {path} as XLSX: {exc}") from None
+
+
+def _shared_strings_parts(archive: zipfile.ZipFile) -> set[str]:
+    """The shared strings part(s), found as openpyxl finds them: by content type, else by the usual name."""
+    from defusedxml.ElementTree import fromstring
+
+    try:
+        types = fromstring(archive.read("[Content_Types].xml"))  # its size was checked with the other XML parts
+    except Exception:  # missing or broken: openpyxl will say so
+        return {"xl/sharedStrings.xml"}
+    named = {node.get("PartName", "").lstrip("/") for node in types.iter()
+             if node.get("ContentType", "").endswith(".sharedStrings+xml")}
+    return named or {"xl/sharedStrings.xml"}
 
 
 def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableReader:

@@ -475,11 +475,13 @@ PACKAGE = {
 }
 
 
-def write_xlsx(path: Path, sheet_parts, declared_size=None) -> Path:
+def write_xlsx(path: Path, sheet_parts, declared_size=None, members=None) -> Path:
     """An XLSX whose sheet XML is ``sheet_parts``, pairs of (bytes, times repeated); a repeated part
     is deflated once (a full flush makes each copy's compressed bytes the same), so a gigabyte of
-    payload costs neither memory nor time. ``declared_size`` is the sheet size the zip claims."""
-    members = {**{name: [(data, 1)] for name, data in PACKAGE.items()}, "xl/worksheets/sheet1.xml": sheet_parts}
+    payload costs neither memory nor time. ``declared_size`` is the sheet size the zip claims;
+    ``members`` adds or replaces parts (name: pairs)."""
+    members = {**{name: [(data, 1)] for name, data in PACKAGE.items()}, "xl/worksheets/sheet1.xml": sheet_parts,
+               **(members or {})}
     with open(path, "wb") as fh:
         directory = []
         for name, parts in members.items():
@@ -528,6 +530,25 @@ def billion_laughs(tmp_path):
     return write_xlsx(tmp_path / "laughs.xlsx", sheet([(b"&l9;", 1)], b"<!DOCTYPE w [" + entities + b"]>"))
 
 
+def shared_strings_bomb(tmp_path):
+    """80 MiB of short shared strings, compressed only 9×: 9 MB that openpyxl would hold as 0.6 GB of strings."""
+    block = b"".join(b"<si><t>%d</t></si>" % i for i in range(60_000))
+    types = PACKAGE["[Content_Types].xml"].replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType='
+                                                  b'"application/vnd.openxmlformats-officedocument.spreadsheetml.'
+                                                  b'sharedStrings+xml"/></Types>')
+    strings = [(b'<?xml version="1.0"?><sst ' + SHEET_NS + b">", 1), (block, (80 << 20) // len(block)), (b"</sst>", 1)]
+    return write_xlsx(tmp_path / "strings.xlsx", sheet([(b"x", 1)]),
+                      members={"[Content_Types].xml": [(types, 1)], "xl/sharedStrings.xml": strings})
+
+
+def styles_bomb(tmp_path):
+    """20 MiB of cell styles, compressed 10×: openpyxl would parse them into 0.8 GB of objects."""
+    block = b"".join(b'<xf numFmtId="%d" fontId="%d"/>' % (i, i % 7) for i in range(30_000))
+    styles = [(b'<?xml version="1.0"?><styleSheet ' + SHEET_NS + b"><cellXfs>", 1), (block, (20 << 20) // len(block)),
+              (b"</cellXfs></styleSheet>", 1)]
+    return write_xlsx(tmp_path / "styles.xlsx", sheet([(b"x", 1)]), members={"xl/styles.xml": styles})
+
+
 def hundred_megabyte_field(tmp_path):
     path = tmp_path / "field.csv"
     with open(path, "w", encoding="utf-8") as fh:
@@ -556,6 +577,8 @@ HOSTILE = {
     "xlsx zip bomb": (zip_bomb, "would expand to 1,153,"),
     "xlsx zip bomb, size hidden": (lying_zip_bomb, "Bad CRC-32"),
     "billion laughs": (billion_laughs, "XML entities"),
+    "xlsx shared strings 80 MiB": (shared_strings_bomb, "more than the 64 MiB that can be read into memory"),
+    "xlsx styles 20 MiB": (styles_bomb, "more than the 16 MiB that can be read into memory"),
     "100 MB field": (hundred_megabyte_field, ["error:line too long", "ok"]),
     "NUL bytes": (nul_bytes, "NUL bytes"),
     "JSON nested 100,000 deep": (deep_jsonl, ["ok", "error:invalid JSON: nested too deeply", "ok"]),
