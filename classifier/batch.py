@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import signal
+import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 
@@ -387,49 +390,139 @@ def _write_conversations(pool: ConversationPool, path, fmt, raw_cells: bool) -> 
             writer.write(row)
 
 
-def _init_worker(model: ComplaintClassifier) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and stops the workers
+class WorkerError(Exception):
+    """A worker process ended before it returned its results (killed, or out of memory)."""
+
+
+_FORK = hasattr(os, "fork")  # POSIX: fork and signal masks; elsewhere workers are spawned
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _work(model: ComplaintClassifier, conn, main_ends) -> None:
+    """A worker process: decide on each chunk of texts that arrives on ``conn`` until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the main process stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    global _WORKER_MODEL  # one model per worker process, set once at start-up
-    _WORKER_MODEL = model
+    if _FORK:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    for end in main_ends:  # copied by fork: closed, so that the main process's death ends the pipe
+        end.close()
+    try:
+        while True:
+            texts = conn.recv()
+            try:
+                result = model.decide(texts)
+            except Exception as exc:  # raised again in the main process
+                result = exc
+            conn.send(result)
+    except (EOFError, OSError):  # the main process closed the pipe, or died
+        return
 
 
-_WORKER_MODEL: ComplaintClassifier | None = None
+def _feed(conn, tasks: queue.SimpleQueue) -> None:
+    """Send each task to a worker, so that the main process never blocks on a full pipe."""
+    while (texts := tasks.get()) is not None:
+        try:
+            conn.send(texts)
+        except OSError:  # the worker is gone; ``result`` says so
+            return
 
 
-def _decide_in_worker(texts: list[str]) -> Decisions:
-    return _WORKER_MODEL.decide(texts)
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: object
+    tasks: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    feeder: threading.Thread | None = None
 
 
 class _Workers:
-    """Turn chunks of texts into ``Decisions`` in submission order, here or on ``jobs`` processes."""
+    """Turn chunks of texts into ``Decisions`` in submission order, here or on ``jobs`` processes.
+
+    Chunk ``k`` goes to worker ``k % jobs`` over a pipe of its own, so results come back in order
+    with no shared queue or lock. A worker that dies raises ``WorkerError`` at its next result, and
+    leaving the ``with`` block stops the workers within seconds, whatever they are doing.
+    """
 
     def __init__(self, model: ComplaintClassifier, jobs: int) -> None:
         self.model = model
         self.queue: deque = deque()
-        self.pool = None
+        self.workers: list[_Worker] = []
+        self.sent = 0
         if jobs > 1:
-            context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-            self.pool = context.Pool(jobs, initializer=_init_worker, initargs=(model,))
+            try:
+                self._start(jobs)
+            except BaseException:
+                self._stop(abort=True)
+                raise
+
+    def _start(self, jobs: int) -> None:
+        context = multiprocessing.get_context("fork" if _FORK else "spawn")
+        # SIGINT and SIGTERM wait until a new worker has set its own handlers (it inherits the mask)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS) if _FORK else None
+        try:
+            for _ in range(jobs):
+                conn, child = context.Pipe()
+                main_ends = [worker.conn for worker in self.workers] + [conn] if _FORK else []
+                process = context.Process(target=_work, args=(self.model, child, main_ends), daemon=True)
+                process.start()
+                child.close()
+                self.workers.append(_Worker(process, conn))
+        finally:
+            if _FORK:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for worker in self.workers:  # threads only after the last fork
+            worker.feeder = threading.Thread(target=_feed, args=(worker.conn, worker.tasks), daemon=True)
+            worker.feeder.start()
 
     def submit(self, texts: list[str]) -> None:
-        if self.pool is None:
+        if not self.workers:
             self.queue.append(self.model.decide(texts))
-        else:
-            self.queue.append(self.pool.apply_async(_decide_in_worker, (texts,)))
+            return
+        worker = self.workers[self.sent % len(self.workers)]
+        worker.tasks.put(texts)
+        self.queue.append(worker)
+        self.sent += 1
 
     def result(self) -> Decisions:
         """The decisions on the oldest submitted chunk."""
         work = self.queue.popleft()
-        return work if self.pool is None else work.get()
+        if not self.workers:
+            return work
+        try:
+            result = work.conn.recv()
+        except (EOFError, OSError):
+            work.process.join(1)
+            code = work.process.exitcode
+            how = f"killed by {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+            raise WorkerError(f"a worker process ended unexpectedly ({how})") from None
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _stop(self, abort: bool) -> None:
+        """End the workers: at once on ``abort``, else when they find their pipes closed; kill any
+        that is still there after two seconds."""
+        abort = abort or bool(self.queue)  # a result not read: its worker may be blocked sending it
+        for worker in self.workers:
+            worker.tasks.put(None)
+            if abort:
+                worker.process.terminate()
+            else:
+                worker.feeder.join()  # idle: every task was sent and answered
+                worker.conn.close()
+        deadline = time.monotonic() + 2
+        for worker in self.workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            if worker.feeder is not None:
+                worker.feeder.join(1)  # a send in progress fails once the worker is gone
+            worker.conn.close()
+        self.workers = []
 
     def __enter__(self) -> "_Workers":
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        if self.pool is not None:
-            if exc_type is None:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
+        self._stop(abort=exc_type is not None)

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 PROG = "complaint-classifier"
@@ -252,7 +253,7 @@ def _format_prediction(text, prediction, deadline, max_chars: int) -> str:
 def cmd_label(args) -> int:
     if args.engine == "dask":
         return _label_on_dask(args)
-    from .batch import label_table
+    from .batch import WorkerError, label_table
     from .tabular import table_format
 
     conversations = None
@@ -276,9 +277,12 @@ def cmd_label(args) -> int:
             bar.update(rows)
 
     def on_columns(columns):
-        if show:
-            _print_columns(args, columns)
+        if show:  # above the progress bar, not into it
+            _print_columns(args, columns, partial(print if bar is None else bar.write, file=sys.stderr))
 
+    where = "stdout" if args.output == "-" else args.output
+    # a file appears only when complete; stdout has had every finished chunk
+    kept = "the output on stdout is incomplete" if args.output == "-" else f"nothing written to {args.output}"
     started = time.perf_counter()
     try:
         summary = label_table(
@@ -290,11 +294,13 @@ def cmd_label(args) -> int:
             header_row=args.header_row, jobs=args.jobs, max_chars=args.max_chars, redact=args.redact,
             raw_cells=args.raw_cells, progress=progress, on_columns=on_columns,
         )
-    except (KeyboardInterrupt, Terminated):
+    except (KeyboardInterrupt, Terminated, WorkerError) as exc:
         if bar is not None:
             bar.close()
-        where = "stdout" if args.output == "-" else args.output
-        print(f"interrupted after {done[0]} rows; nothing written to {where}", file=sys.stderr)
+        if isinstance(exc, WorkerError):
+            print(f"{PROG}: error: {exc} after {done[0]} rows; {kept}", file=sys.stderr)
+            return 1
+        print(f"interrupted after {done[0]} rows; {kept}", file=sys.stderr)
         raise
     if bar is not None:
         bar.close()
@@ -306,27 +312,28 @@ def cmd_label(args) -> int:
             write_report(summary, args.report, title=Path(args.input).name)
         except OSError as exc:
             raise UsageError(f"cannot write the report {args.report}: {exc.strerror or exc}; "
-                             f"the labels were written to {args.output}") from None
+                             f"the labels were written to {where}") from None
     if show:
         _print_summary(args, summary, seconds, conversations)
     return 0
 
 
-def _print_columns(args, columns) -> None:
+def _print_columns(args, columns, say=None) -> None:
     from .batch import LABEL_COLUMNS
 
+    say = say or partial(print, file=sys.stderr)
     used = [f"text={columns.text}", f"role={columns.role or '-'}",
             f"conversation={columns.conversation or '-'}", f"time={columns.time or '-'}"]
-    print("columns: " + ", ".join(used), file=sys.stderr)
+    say("columns: " + ", ".join(used))
     if columns.role is None:
-        print("note: no sender column found, so every row is treated as a buyer message; "
-              "name it with --role-column if the export has one", file=sys.stderr)
+        say("note: no sender column found, so every row is treated as a buyer message; "
+            "name it with --role-column if the export has one")
     elif columns.nicknames:
-        print(f"note: the sender column {columns.role!r} holds names, not roles: senders such as 客服, 商家 or "
-              "names with 旗舰店 / 专营店 / 官方 / 店名:客服名 are taken as the shop, all others as buyers "
-              "(set --seller-value or --buyer-value to say otherwise)", file=sys.stderr)
+        say(f"note: the sender column {columns.role!r} holds names, not roles: senders such as 客服, 商家 or "
+            "names with 旗舰店 / 专营店 / 官方 / 店名:客服名 are taken as the shop, all others as buyers "
+            "(set --seller-value or --buyer-value to say otherwise)")
     for name in set(columns.header) & set(LABEL_COLUMNS):
-        print(f"note: input column {name!r} is kept as 'input_{name}' in the output", file=sys.stderr)
+        say(f"note: input column {name!r} is kept as 'input_{name}' in the output")
 
 
 def _print_summary(args, summary, seconds: float, conversations) -> None:

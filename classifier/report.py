@@ -4,10 +4,19 @@ and the least confident messages. HTML (chart inline as SVG) or Markdown (chart 
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from . import knowledge
 from .artifact import atomic_write
+
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>&|~!$])")
+
+
+def _markdown_text(text: str) -> str:
+    """``text`` as plain text in a Markdown table cell: on one line, with every character that
+    Markdown or HTML would act on (links, images, tags, entities, emphasis, ``|``) escaped."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(text.split()))
 
 
 def bar_chart_svg(counts: dict[str, int], width: int = 640) -> str:
@@ -48,7 +57,7 @@ def write_report(summary, path, title: str = "") -> None:
                         for p, line, text, label in summary.least_confident)
         body = (f"<!doctype html><meta charset='utf-8'><title>标注报告 {html.escape(title)}</title>"
                 f"<h1>标注报告 {html.escape(title)}</h1>"
-                f"<p>读取 {summary.rows_read} 行，标注 {summary.labelled} 行，跳过：{skipped}。"
+                f"<p>读取 {summary.rows_read} 行，标注 {summary.labelled} 行，跳过：{html.escape(skipped)}。"
                 f"需人工复核 {summary.needs_review} 条（{review:.1%}）。</p>"
                 f"<h2>各标签数量</h2>{bar_chart_svg(counts)}"
                 f"<table border=1 cellpadding=4><tr><th>标签</th><th>名称</th><th>数量</th><th>占比</th></tr>{table}</table>"
@@ -58,12 +67,12 @@ def write_report(summary, path, title: str = "") -> None:
         return
     chart = path.with_suffix(".svg")
     atomic_write(chart, lambda fh: fh.write(bar_chart_svg(counts)), mode="w")
-    lines = [f"# 标注报告 {title}", "",
-             f"读取 {summary.rows_read} 行，标注 {summary.labelled} 行，跳过：{skipped}。"
+    lines = [f"# 标注报告 {_markdown_text(title)}", "",
+             f"读取 {summary.rows_read} 行，标注 {summary.labelled} 行，跳过：{_markdown_text(skipped)}。"
              f"需人工复核 {summary.needs_review} 条（{review:.1%}）。", "",
              f"![各标签数量]({chart.name})", "", "| 标签 | 名称 | 数量 | 占比 |", "|---|---|---:|---:|"]
     lines += [f"| {label} | {name} | {n} | {share} |" for label, name, n, share in _rows(summary)]
     lines += ["", f"## 置信度最低的 {len(summary.least_confident)} 条", "", "| 行 | 概率 | 标签 | 消息 |", "|---:|---:|---|---|"]
-    lines += [f"| {line} | {p:.3f} | {label} | {text.replace('|', '｜')} |"
+    lines += [f"| {line} | {p:.3f} | {label} | {_markdown_text(text)} |"
               for p, line, text, label in summary.least_confident]
     atomic_write(path, lambda fh: fh.write("\n".join(lines) + "\n"), mode="w")

@@ -6,7 +6,7 @@ not valid in the file's encoding are replaced (U+FFFD) and the row is marked ``d
 Hostile files end in a clear ``TableError``: an XLSX that would expand beyond the limits
 below, a line longer than ``MAX_LINE_CHARS``, a JSON line nested too deep.
 
-Writing is injection-safe: a cell that comes from the input and starts like a formula
+Writing is injection-safe: a cell or column name from the input that starts like a formula
 (``= + - @``, tab, carriage return) is written to CSV/TSV behind a ``'`` (the OWASP rule, so
 Excel shows it as text; ``raw_cells=True`` turns this off for machine consumers) and to XLSX as
 a string cell, never a formula. Our readers undo the prefix, so a round trip loses nothing.
@@ -52,7 +52,9 @@ MAX_RECORD_CHARS = 1 << 22    # a quoted field longer than this is taken as an u
 MAX_LINE_CHARS = 1 << 24      # a physical line is read up to this many characters; the rest is dropped and the row marked
 HEADER_SEARCH_ROWS = 10       # the header is the first of these rows that names a known column
 MAX_XLSX_PART_BYTES = 1 << 30           # no part of an XLSX may expand beyond 1 GiB ...
-MAX_XLSX_RATIO = 200                    # ... or expand more than 200 times over 16 MiB
+MAX_XLSX_RATIO = 200                    # ... or expand more than 200 times over 16 MiB;
+MAX_XLSX_STRINGS_BYTES = 1 << 26        # openpyxl holds the shared strings in memory (up to ~7× their size) ...
+MAX_XLSX_XML_BYTES = 1 << 24            # ... and parses other XML parts whole (up to ~40×); worksheets it streams
 MAX_COLUMNS = 4096
 PARQUET_ROW_GROUP = 1 << 16   # rows per Parquet row group written
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -324,9 +326,11 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
         raise TableError(f"input file is empty: {path}" if header_row is None else
                          f"input file has fewer than {header_row} rows: {path}")
     at = 0 if header_row is not None else _header_at([_parse(record[1], delimiter) for record in head])
-    header = [_repair(name.strip())[0] for name in _parse(head[at][1], delimiter)]
+    header = [_undo_prefix(_repair(name.strip())[0]) for name in _parse(head[at][1], delimiter)]
     if not any(header):
         raise TableError(f"input file has no header row: {path}")
+    if any("\x00" in name for name in header):
+        raise TableError(f"{path} is not a text table: its header line holds NUL bytes")
     header = _unique_names(header)
     skipped = head[at][0] - 1
     notes = [f"header found on line {head[at][0]}; {skipped} line(s) above it skipped"] if skipped else []
@@ -343,7 +347,8 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
             if not text.strip("\r\n"):
                 continue
             if not balanced:
-                yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), "unbalanced quote", damaged)
+                yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), error or "unbalanced quote",
+                          damaged)
                 continue
             try:
                 values = [_undo_prefix(v) for v in _parse(lines, delimiter)]
@@ -450,16 +455,39 @@ def _cell(value) -> str:
 
 # -- XLSX and Parquet ------------------------------------------------------------------------------
 def _check_xlsx_size(path: str) -> None:
-    """Refuse an XLSX whose parts would expand beyond the limits (a zip bomb)."""
+    """Refuse an XLSX whose parts would expand beyond the limits (a zip bomb, or a part that
+    openpyxl reads into memory whole and that would not fit)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
+            infos = archive.infolist()
+            for info in infos:
                 ratio = info.file_size / max(info.compress_size, 1)
                 if info.file_size > MAX_XLSX_PART_BYTES or (info.file_size > 1 << 24 and ratio > MAX_XLSX_RATIO):
                     raise TableError(f"{path}: part {info.filename} would expand to {info.file_size:,} bytes "
                                      f"({ratio:.0f}× its compressed size); refusing to read it")
+            strings = _shared_strings_parts(archive)
+            for info in infos:
+                limit = (MAX_XLSX_STRINGS_BYTES if info.filename in strings else
+                         MAX_XLSX_XML_BYTES if info.filename.endswith((".xml", ".rels"))
+                         and not info.filename.startswith("xl/worksheets/") else MAX_XLSX_PART_BYTES)
+                if info.file_size > limit:
+                    raise TableError(f"{path}: part {info.filename} would expand to {info.file_size:,} bytes, more "
+                                     f"than the {limit >> 20} MiB that can be read into memory; save the sheet as CSV")
     except zipfile.BadZipFile as exc:
         raise TableError(f"cannot read {path} as XLSX: {exc}") from None
+
+
+def _shared_strings_parts(archive: zipfile.ZipFile) -> set[str]:
+    """The shared strings part(s), found as openpyxl finds them: by content type, else by the usual name."""
+    from defusedxml.ElementTree import fromstring
+
+    try:
+        types = fromstring(archive.read("[Content_Types].xml"))  # its size was checked with the other XML parts
+    except Exception:  # missing or broken: openpyxl will say so
+        return {"xl/sharedStrings.xml"}
+    named = {node.get("PartName", "").lstrip("/") for node in types.iter()
+             if node.get("ContentType", "").endswith(".sharedStrings+xml")}
+    return named or {"xl/sharedStrings.xml"}
 
 
 def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableReader:
@@ -470,7 +498,7 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a broken or hostile file
-        raise TableError(f"cannot read {path} as XLSX: {exc}") from None
+        raise TableError(f"cannot read {path} as XLSX: {_reason(exc)}") from None
     if sheet is not None and sheet not in workbook.sheetnames:
         raise TableError(f"no sheet {sheet!r} in {path}; sheets: {', '.join(workbook.sheetnames)}")
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
@@ -489,7 +517,7 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
                 if not _is_title(values) or len(seen) == HEADER_SEARCH_ROWS:
                     break
     except Exception as exc:
-        raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {exc}") from None
+        raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {_reason(exc)}") from None
     if not seen:
         raise TableError(f"sheet {worksheet.title!r} of {path} is empty" if header_row is None
                          else f"sheet {worksheet.title!r} of {path} has no row {header_row}")
@@ -507,11 +535,23 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
                     continue
                 yield Row(number, _fit(values, width, " "))
         except Exception as exc:
-            raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {exc}") from None
+            raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {_reason(exc)}") from None
         finally:
             workbook.close()
 
     return TableReader(path, "xlsx", header, None, rows(), sheet_name=worksheet.title, notes=notes)
+
+
+def _reason(exc: Exception) -> str:
+    """Why openpyxl could not read a file, in one line; refused XML entities are named as such."""
+    from defusedxml import DefusedXmlException
+
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, DefusedXmlException):
+            return "it declares XML entities, which are refused (they can expand without bound)"
+        cause = cause.__cause__ or cause.__context__
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _trim(values: list[str]) -> list[str]:
@@ -561,7 +601,7 @@ def detect_column(columns, candidates: list[str], what: str, required: bool = Tr
         if name.lower() in lowered:
             return lowered[name.lower()]
     if required:
-        raise TableError(f"no {what} column found; columns are: {', '.join(map(str, columns))}. "
+        raise TableError(f"no {what} column found; columns are: {_names(columns)}. "
                          f"Name it with --{what}-column")
     return None
 
@@ -569,8 +609,18 @@ def detect_column(columns, candidates: list[str], what: str, required: bool = Tr
 def check_column(columns, name: str, what: str) -> str:
     """``name`` if it is a column, else an error listing the columns."""
     if name not in columns:
-        raise TableError(f"{what} column {name!r} not found; columns are: {', '.join(map(str, columns))}")
+        raise TableError(f"{what} column {name!r} not found; columns are: {_names(columns)}")
     return name
+
+
+def _names(columns, most: int = 30, longest: int = 40) -> str:
+    """Column names for an error message: at most ``most``, each cut to ``longest`` characters,
+    control characters escaped, so a hostile header cannot flood the terminal."""
+    names = [str(c) for c in columns]
+    shown = [repr(n)[1:-1] if not n.isprintable() else n for n in names[:most]]
+    shown = [n if len(n) <= longest else n[: longest - 1] + "…" for n in shown]
+    more = f" … and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(shown) + more
 
 
 def looks_like_seller(values):
@@ -660,7 +710,7 @@ class TableWriter:
     def _start(self) -> None:
         if self.format in ("csv", "tsv"):
             self._csv = csv.writer(self._fh, delimiter="\t" if self.format == "tsv" else ",")
-            self._csv.writerow(self.columns)
+            self._csv.writerow(self.columns if self.raw_cells else map(neutralise, self.columns))
         elif self.format == "xlsx":
             from openpyxl import Workbook
 
@@ -710,7 +760,7 @@ class TableWriter:
         from openpyxl.cell import WriteOnlyCell
 
         if self._rows == 0:
-            self._sheet.append([WriteOnlyCell(self._sheet, value=_xlsx_text(c)) for c in self.columns])
+            self._sheet.append([_string_cell(WriteOnlyCell(self._sheet, value=_xlsx_text(c))) for c in self.columns])
         for row in rows:
             cells = []
             for k, value in enumerate(row):
@@ -797,6 +847,11 @@ class TableWriter:
 
     def abort(self) -> None:
         """Drop the temporary file."""
+        if self.format == "xlsx":
+            try:
+                self._sheet.close()  # end openpyxl's sheet stream now, not with an error at garbage collection
+            except Exception:  # the stream may be what failed (a full disk); nothing is kept either way
+                pass
         if self._tmp is not None:
             try:
                 self._fh.close()
@@ -847,6 +902,12 @@ def _json_value(value):
     if hasattr(value, "item"):  # NumPy scalars
         return value.item()
     return value
+
+
+def _string_cell(cell):
+    """``cell`` as a string cell: openpyxl would otherwise store a string that starts with ``=`` as a formula."""
+    cell.data_type = "s"
+    return cell
 
 
 def _xlsx_text(value):

@@ -4,6 +4,7 @@ Every test checks the row-count invariant: every input row comes out, in order.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -222,17 +223,104 @@ def test_report(tmp_path, model):
     assert (tmp_path / "r.svg").exists() and "r.svg" in (tmp_path / "r.md").read_text("utf-8")
 
 
-def test_killed_run_leaves_no_output(tmp_path):
-    rows = [[str(i), f"第{i}条 还没发货吗"] for i in range(60000)]
-    src = write_csv(tmp_path / "big.csv", ["id", "内容"], rows)
+SCRIPT = Path(sys.executable).parent / "complaint-classifier"
+INTERRUPTED = re.compile(r"interrupted after (\d+) rows; nothing written to (.+)")
+
+
+@pytest.fixture(scope="module")
+def big_export(tmp_path_factory):
+    """A chat export that takes a few seconds to label on two processes (no text repeats)."""
+    rows = [[f"s{i // 4}", "卖家" if i % 4 == 1 else "买家", "2026-11-01 10:00", f"第{i}条 拍了五天了还不发货"]
+            for i in range(120_000)]
+    return write_csv(tmp_path_factory.mktemp("big") / "big.csv", HEADER, rows)
+
+
+def start_label(src, out):
+    """``label SRC -o OUT --jobs 2 -q`` as a user runs it, returned once its output is growing."""
+    proc = subprocess.Popen([str(SCRIPT), "label", str(src), "-o", str(out), "--jobs", "2", "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=sigint_default)
+    deadline = time.monotonic() + 60
+    while sum(p.stat().st_size for p in out.parent.glob(f".{out.name}.*.part")) < 4 << 20:  # two chunks or more
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it was under way"
+        time.sleep(0.02)
+    return proc
+
+
+def sigint_default() -> None:
+    """In the child: SIGINT as in a terminal, even under a shell that runs the tests in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def stop(proc, how) -> tuple[float, str]:
+    """Do ``how`` to a running ``label``; the seconds it took to exit, and its stderr."""
+    started = time.monotonic()
+    how(proc)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("label did not exit within 30 s")
+    return time.monotonic() - started, err.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("attempt", range(3))
+def test_stop_signal_ends_a_parallel_run_cleanly(tmp_path, big_export, signum, code, attempt):
     out = tmp_path / "out.csv"
-    script = Path(sys.executable).parent / "complaint-classifier"
-    proc = subprocess.Popen([str(script), "label", str(src), "-o", str(out), "--jobs", "1", "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(p.name.endswith(".part") for p in tmp_path.iterdir()):
-        time.sleep(0.05)
-    time.sleep(0.5)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = start_label(big_export, out)
+    workers = children(proc.pid)
+    assert len(workers) == 2
+    time.sleep(0.3 * attempt)
+    seconds, err = stop(proc, lambda p: p.send_signal(signum))
+    assert proc.returncode == code and seconds < 5, (proc.returncode, seconds, err)
+    (line,) = err.splitlines()
+    match = INTERRUPTED.fullmatch(line)
+    assert match and 0 < int(match[1]) < 120_000 and match[2] == str(out), err
+    assert list(tmp_path.iterdir()) == []  # no output, no temporary file
+    assert all(gone(pid) for pid in workers)
+
+
+def test_killed_worker_ends_the_run_with_an_error(tmp_path, big_export):
+    out = tmp_path / "out.csv"
+    proc = start_label(big_export, out)
+    worker = children(proc.pid)[0]
+    seconds, err = stop(proc, lambda p: os.kill(worker, signal.SIGKILL))
+    assert proc.returncode == 1 and seconds < 5, (proc.returncode, seconds, err)
+    (line,) = err.splitlines()
+    assert line.startswith("complaint-classifier: error: a worker process ended unexpectedly (killed by SIGKILL)")
+    assert line.endswith(f"rows; nothing written to {out}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stop_signal_ends_a_run_whose_worker_hangs(tmp_path, big_export):
+    out = tmp_path / "out.csv"
+    proc = start_label(big_export, out)
+    workers = children(proc.pid)
+    os.kill(workers[0], signal.SIGSTOP)  # a worker that never answers, nor acts on SIGTERM
+    seconds, err = stop(proc, lambda p: p.send_signal(signal.SIGINT))
+    assert proc.returncode == 130 and seconds < 5, (proc.returncode, seconds, err)
+    assert INTERRUPTED.fullmatch(err.strip()) and list(tmp_path.iterdir()) == []
+    assert all(gone(pid) for pid in workers)
+
+
+def test_killed_run_leaves_no_output_and_no_worker(tmp_path, big_export):
+    out = tmp_path / "out.csv"
+    proc = start_label(big_export, out)
+    workers = children(proc.pid)
+    stop(proc, lambda p: p.kill())
     assert not out.exists()
+    deadline = time.monotonic() + 5
+    while not all(gone(pid) for pid in workers):  # they find the main process's end of their pipes closed
+        assert time.monotonic() < deadline, "a worker outlived the killed main process"
+        time.sleep(0.05)

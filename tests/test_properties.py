@@ -5,6 +5,7 @@ loaded once for the module.
 """
 import csv
 import tempfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from classifier import LABELS, load_model
-from classifier.batch import LABEL_COLUMNS, label_table, output_columns
+from classifier.batch import LABEL_COLUMNS, Columns, Summary, label_table, output_columns
+from classifier.report import write_report
 from classifier.tabular import FORMULA_START, neutralise, read_table
 from classifier.text import normalize
 
@@ -21,6 +23,7 @@ NORMALIZE_EXAMPLES = 3000
 PREDICT_EXAMPLES = 1000
 TABLE_EXAMPLES = 1000
 INJECTION_EXAMPLES = 2000
+REPORT_EXAMPLES = 500
 
 MODEL = load_model()
 
@@ -141,3 +144,66 @@ def test_no_live_formula_in_any_output_and_cells_read_back_unchanged(pairs, fmt)
         elif fmt == "xlsx":
             sheet = load_workbook(out).active
             assert not [c.value for row in sheet.iter_rows() for c in row if c.data_type == "f"]
+
+
+# Buyer text that HTML or Markdown would act on: tags, comments, entities, links, images, code,
+# emphasis, table pipes, line breaks.
+MARKUP = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "<!--", "-->", "</td></tr></table>", "&amp;",
+          "&#60;", "&lt;b&gt;", "|", "||", "\\|", "\\", "\n", "\r\n", "\u2028", "\t", "[点这里](http://x.cn)",
+          "![p](http://t.cn/p.png)", "<http://x.cn>", "`code`", "```", "*强调*", "__粗__", "~~删~~", "$x$", "# 标题",
+          "> 引用", "---", "    缩进", "1. ", "- ", "=HYPERLINK(\"http://x.cn\")", "还没发货"]
+marked_up = st.lists(st.one_of(st.sampled_from(MARKUP), st.text(st.characters(blacklist_categories=("Cs",)),
+                                                                max_size=6)), min_size=1, max_size=8).map("".join)
+
+
+class _Cells(HTMLParser):
+    """The text of every table cell (tables, rows, cells), and every tag met inside a cell."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[list[list[str]]] = []
+        self.inside: list[str] = []
+        self._cell: list[str] | None = None
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        if self._cell is not None:
+            self.inside.append(tag)
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@settings(max_examples=REPORT_EXAMPLES, deadline=None, database=None)
+@given(st.lists(marked_up, min_size=1, max_size=4))
+def test_report_shows_any_buyer_text_as_plain_text(texts):
+    from markdown_it import MarkdownIt
+
+    summary = Summary(Columns("内容"), "utf-8", rows_read=len(texts))
+    summary.least_confident = [(0.5, line, text[:200], "other") for line, text in enumerate(texts, 2)]
+    with tempfile.TemporaryDirectory() as folder:
+        write_report(summary, Path(folder) / "r.html", title="<b>导出</b>.csv")
+        write_report(summary, Path(folder) / "r.md", title="<b>导出</b>.csv")
+        html_page = (Path(folder) / "r.html").read_bytes().decode("utf-8")  # newlines as written
+        markdown = (Path(folder) / "r.md").read_text("utf-8")
+    shown = [text[:200] for text in texts]
+    page = _Cells(html_page)
+    assert page.inside == [] and [row[3] for row in page.tables[-1][1:]] == shown
+    rendered = _Cells(MarkdownIt("commonmark").enable("table").render(markdown))
+    assert rendered.inside == []
+    assert [row for row in rendered.tables[-1][1:]] == [  # one row of four cells per message, the text on one line
+        [str(line), "0.500", "other", " ".join(text.split()).replace("\x00", "\ufffd")]
+        for line, text in enumerate(shown, 2)]

@@ -15,8 +15,13 @@ import io
 import json
 import os
 import re
+import resource
+import signal
+import struct
 import subprocess
 import sys
+import time
+import zlib
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -448,3 +453,261 @@ def test_output_in_a_missing_directory(capsys, tmp_path):
     assert result.returncode == 2
     one_line_error(result.err, "does not exist")
     assert not (tmp_path / "missing").exists()
+
+
+# -- hostile files: a clear error or kept rows, in bounded memory -------------------------------
+GIB = 1 << 30
+SHEET_NS = b'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+PACKAGE = {
+    "[Content_Types].xml": b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+    b'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    b'<Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType='
+    b'"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/'
+    b'sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>',
+    "_rels/.rels": b'<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
+    b'relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+    b'officeDocument" Target="xl/workbook.xml"/></Relationships>',
+    "xl/workbook.xml": b'<?xml version="1.0"?><workbook ' + SHEET_NS + b' xmlns:r="http://schemas.openxmlformats.org/'
+    b'officeDocument/2006/relationships"><sheets><sheet name="s" sheetId="1" r:id="rId1"/></sheets></workbook>',
+    "xl/_rels/workbook.xml.rels": b'<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/'
+    b'package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+    b'relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
+}
+
+
+def write_xlsx(path: Path, sheet_parts, declared_size=None, members=None) -> Path:
+    """An XLSX whose sheet XML is ``sheet_parts``, pairs of (bytes, times repeated); a repeated part
+    is deflated once (a full flush makes each copy's compressed bytes the same), so a gigabyte of
+    payload costs neither memory nor time. ``declared_size`` is the sheet size the zip claims;
+    ``members`` adds or replaces parts (name: pairs)."""
+    members = {**{name: [(data, 1)] for name, data in PACKAGE.items()}, "xl/worksheets/sheet1.xml": sheet_parts,
+               **(members or {})}
+    with open(path, "wb") as fh:
+        directory = []
+        for name, parts in members.items():
+            deflate, crc, size, data = zlib.compressobj(6, zlib.DEFLATED, -15), 0, 0, b""
+            for part, times in parts:
+                data += (deflate.compress(part) + deflate.flush(zlib.Z_FULL_FLUSH)) * times
+                for _ in range(times):
+                    crc = zlib.crc32(part, crc)
+                size += len(part) * times
+            data += deflate.flush()
+            claimed = size if declared_size is None or not name.endswith("sheet1.xml") else declared_size
+            offset, encoded = fh.tell(), name.encode()
+            fh.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(data), claimed, len(encoded), 0)
+                     + encoded + data)
+            directory.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(data), claimed,
+                                         len(encoded), 0, 0, 0, 0, 0, offset) + encoded)
+        start = fh.tell()
+        fh.write(b"".join(directory))
+        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(directory), len(directory), fh.tell() - start, start, 0))
+    return path
+
+
+def sheet(second_cell: list, doctype: bytes = b"") -> list:
+    """Sheet XML parts: a header cell 内容 and a second row with ``second_cell`` (parts) as its text."""
+    return [(b'<?xml version="1.0"?>' + doctype + b"<worksheet " + SHEET_NS + b'><sheetData><row r="1"><c r="A1" '
+             + 't="inlineStr"><is><t>内容</t></is></c></row><row r="2"><c r="A2" t="inlineStr"><is><t>'.encode(), 1),
+            *second_cell, (b"</t></is></c></row></sheetData></worksheet>", 1)]
+
+
+GIGABYTE_CELL = [(b"A" * (1 << 20), 1100)]  # one cell of 1.07 GiB
+
+
+def zip_bomb(tmp_path):
+    path = write_xlsx(tmp_path / "bomb.xlsx", sheet(GIGABYTE_CELL))
+    assert path.stat().st_size < 2 * MB
+    return path
+
+
+def lying_zip_bomb(tmp_path):
+    """The same sheet, with a zip directory that claims it is 1 MB."""
+    return write_xlsx(tmp_path / "lie.xlsx", sheet(GIGABYTE_CELL), declared_size=MB)
+
+
+def billion_laughs(tmp_path):
+    entities = b"".join(b'<!ENTITY l%d "%s">' % (i, b"&l%d;" % (i - 1) * 10 if i else b"lol") for i in range(10))
+    return write_xlsx(tmp_path / "laughs.xlsx", sheet([(b"&l9;", 1)], b"<!DOCTYPE w [" + entities + b"]>"))
+
+
+def shared_strings_bomb(tmp_path):
+    """80 MiB of short shared strings, compressed only 9×: 9 MB that openpyxl would hold as 0.6 GB of strings."""
+    block = b"".join(b"<si><t>%d</t></si>" % i for i in range(60_000))
+    types = PACKAGE["[Content_Types].xml"].replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType='
+                                                  b'"application/vnd.openxmlformats-officedocument.spreadsheetml.'
+                                                  b'sharedStrings+xml"/></Types>')
+    strings = [(b'<?xml version="1.0"?><sst ' + SHEET_NS + b">", 1), (block, (80 << 20) // len(block)), (b"</sst>", 1)]
+    return write_xlsx(tmp_path / "strings.xlsx", sheet([(b"x", 1)]),
+                      members={"[Content_Types].xml": [(types, 1)], "xl/sharedStrings.xml": strings})
+
+
+def styles_bomb(tmp_path):
+    """20 MiB of cell styles, compressed 10×: openpyxl would parse them into 0.8 GB of objects."""
+    block = b"".join(b'<xf numFmtId="%d" fontId="%d"/>' % (i, i % 7) for i in range(30_000))
+    styles = [(b'<?xml version="1.0"?><styleSheet ' + SHEET_NS + b"><cellXfs>", 1), (block, (20 << 20) // len(block)),
+              (b"</cellXfs></styleSheet>", 1)]
+    return write_xlsx(tmp_path / "styles.xlsx", sheet([(b"x", 1)]), members={"xl/styles.xml": styles})
+
+
+def hundred_megabyte_field(tmp_path):
+    path = tmp_path / "field.csv"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('id,内容\n1,"')
+        for _ in range(100):
+            fh.write('还没发货, ""快"" ' * (MB // 20))  # 1 MB of text with commas and (escaped) quotes
+        fh.write('"\n2,快递丢了\n')
+    assert path.stat().st_size > 100 * MB
+    return path
+
+
+def nul_bytes(tmp_path):
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"\0" * (20 * MB))
+    return path
+
+
+def deep_jsonl(tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"内容": "还没发货"}\n' + '{"a":' * 100_000 + "1" + "}" * 100_000 + '\n{"内容": "快递丢了"}\n',
+                    encoding="utf-8")
+    return path
+
+
+HOSTILE = {
+    "xlsx zip bomb": (zip_bomb, "would expand to 1,153,"),
+    "xlsx zip bomb, size hidden": (lying_zip_bomb, "Bad CRC-32"),
+    "billion laughs": (billion_laughs, "XML entities"),
+    "xlsx shared strings 80 MiB": (shared_strings_bomb, "more than the 64 MiB that can be read into memory"),
+    "xlsx styles 20 MiB": (styles_bomb, "more than the 16 MiB that can be read into memory"),
+    "100 MB field": (hundred_megabyte_field, ["error:line too long", "ok"]),
+    "NUL bytes": (nul_bytes, "NUL bytes"),
+    "JSON nested 100,000 deep": (deep_jsonl, ["ok", "error:invalid JSON: nested too deeply", "ok"]),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_file_ends_in_a_clear_error_or_kept_rows_in_bounded_memory(tmp_path, name):
+    make, expected = HOSTILE[name]
+    src, out = make(tmp_path), tmp_path / "out.csv"
+    peak = tmp_path / "peak"
+    # GNU time reports the peak RSS of the command alone (a child of this process would inherit ours at exec)
+    proc = subprocess.run(["/usr/bin/time", "-o", str(peak), "-f", "%M", str(SCRIPT), "label", str(src), "-o", str(out),
+                           "--jobs", "1", "-q"], capture_output=True, timeout=120)
+    err = proc.stderr.decode("utf-8", "replace")
+    assert int(peak.read_text().split()[-1]) < 1_000_000, f"peak RSS {peak.read_text()} KiB"  # under 1 GB
+    assert "Traceback" not in err
+    if isinstance(expected, str):
+        assert proc.returncode == 2
+        one_line_error(err, expected)
+        assert not out.exists()
+    else:
+        assert proc.returncode == 0, err
+        assert [row[-1] for row in read_output(out)[1:]] == expected
+
+
+# -- a full disk, two runs on one output name ---------------------------------------------------
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "examples" / "chat_export_gb18030.csv"
+
+
+def file_size_limit(limit: int):
+    """A ``preexec_fn``: files over ``limit`` bytes fail to grow with EFBIG, as on a full disk."""
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("output, extra, failing", [
+    ("out.csv", [], "out.csv"),
+    ("out.xlsx", [], "out.xlsx"),
+    ("out.jsonl", [], "out.jsonl"),
+    ("-", ["--by-conversation", "--conversations", "conv.xlsx"], "conv.xlsx"),
+    ("-", ["--report", "report.html"], "report.html"),
+    ("-", ["--report", "report.md"], "report.md"),
+], ids=["csv", "xlsx", "jsonl", "conversations", "html report", "markdown report"])
+def test_full_disk_is_one_error_naming_the_file_and_leaves_no_temporary_file(tmp_path, output, extra, failing):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    result = subprocess.run([str(SCRIPT), "label", str(EXAMPLE), "-o", output, "--jobs", "2", "-q", *extra],
+                            cwd=folder, capture_output=True, timeout=60, preexec_fn=file_size_limit(2000),
+                            env={**os.environ, "TMPDIR": str(tmp_path)})  # openpyxl stages XLSX sheets in TMPDIR
+    err = result.stderr.decode("utf-8")
+    assert result.returncode == 2
+    one_line_error(err, f"cannot write {'the report ' if 'report' in failing else ''}{failing}: File too large")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["work"]  # nothing written, nothing left behind
+
+
+def test_two_runs_on_one_output_name_never_mix(tmp_path):
+    """Both write the whole file beside the output and rename it into place: the last one wins, whole."""
+    small = write_csv(tmp_path / "small.csv", ["内容"], [["还没发货"]] * 10)
+    big = write_csv(tmp_path / "big.csv", ["内容"], [[f"第{i}条 快递丢了"] for i in range(40_000)])
+    whole = {"small": ["还没发货"] * 10, "big": [f"第{i}条 快递丢了" for i in range(40_000)]}
+    out = tmp_path / "out.csv"
+    runs = [subprocess.Popen([str(SCRIPT), "label", str(src), "-o", str(out), "--jobs", "1", "-q"],
+                             stderr=subprocess.PIPE) for src in (big, small)]
+    finished, seen = [], []
+    while len(finished) < 2:
+        finished += [run for run in runs if run.poll() is not None and run not in finished]
+        if out.exists():  # whenever the file is there, it is one run's whole output
+            texts = [row[0] for row in read_output(out)[1:]]
+            seen += [name for name, rows in whole.items() if rows == texts and name not in seen[-1:]]
+            assert texts in whole.values()
+        time.sleep(0.05)
+    assert [run.returncode for run in runs] == [0, 0]
+    assert finished == runs[::-1]  # the small run, started second, ends first ...
+    assert seen == ["small", "big"]  # ... and is replaced, whole, by the big one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv", "out.csv", "small.csv"]
+
+
+# -- damaged text in every text format ----------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_rows_with_undecodable_bytes_are_marked_and_counted(capsys, tmp_path, fmt):
+    utf8 = lambda text: text.encode("utf-8")  # noqa: E731
+    lines = {"csv": [b"id,text", b"1,ok", b"2,bad \xff here", b"3,\xe5 too"],
+             "tsv": [b"id\ttext", b"1\tok", b"2\tbad \xff here", b"3\t\xe5 too"],
+             "jsonl": [utf8('{"id": "1", "text": "ok"}'), b'{"id": "2", "text": "bad \xff here"}',
+                       b'{"id": "3", "text": "\xe5 too"}']}[fmt]
+    src = tmp_path / f"in.{fmt}"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "out.csv", "--jobs", "1", "--encoding", "utf-8")
+    assert code == 0, err
+    table = read_output(tmp_path / "out.csv")
+    assert [row[1] for row in table[1:]] == ["ok", "bad \ufffd here", "\ufffd too"]
+    assert [row[-1] for row in table[1:]] == ["ok", "ok_decoding_errors", "ok_decoding_errors"]
+    assert "note: 2 row(s) held bytes that are not valid utf-8" in err
+
+
+# -- formulas from the input are text in every output -------------------------------------------
+FORMULA_HEADER = ["=HYPERLINK(\"http://x.cn\",\"点这里\")", "会话ID", "发送方", "内容", "@SUM(A1)"]
+FORMULA_ROWS = [["=1+1", "=cmd|' /C calc'!A0", "买家", "=HYPERLINK(\"http://x.cn\",\"退款\") 还没发货", "+1"],
+                ["-1", "@c2", "买家", "@SUM(1) 快递丢了", "\t=1"],
+                ["x", "=cmd|' /C calc'!A0", "买家", "-2 好的", "=A1"]]
+
+
+def live_cells(path: Path) -> list[str]:
+    """The cells of a CSV, TSV or XLSX file that a spreadsheet would run as formulas."""
+    if path.suffix == ".xlsx":
+        from openpyxl import load_workbook
+
+        return [c.value for row in load_workbook(path).active.iter_rows() for c in row if c.data_type == "f"]
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        rows = csv.reader(fh, delimiter="\t" if path.suffix == ".tsv" else ",")
+        return [cell for row in rows for cell in row if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "xlsx"])
+def test_formulas_in_headers_and_cells_are_text_in_labels_conversations_and_review_sheets(capsys, tmp_path, fmt):
+    src = write_csv(tmp_path / "in.csv", FORMULA_HEADER, FORMULA_ROWS)
+    out, conversations, sheet_ = tmp_path / f"out.{fmt}", tmp_path / f"conv.{fmt}", tmp_path / f"review.{fmt}"
+    code, _, err = cli(capsys, "label", src, "-o", out, "--by-conversation", "--conversations", conversations,
+                       "--text-column", "内容", "--jobs", "1", "-q")
+    assert code == 0, err
+    code, _, err = cli(capsys, "sample", src, "-n", "3", "-o", sheet_, "--text-column", "内容")
+    assert code == 0, err
+    for path in (out, conversations, sheet_):
+        assert live_cells(path) == [], path.name
+    labelled, review = read_table(out), read_table(sheet_)
+    assert list(labelled.columns[:5]) == FORMULA_HEADER and list(review.columns[:5]) == FORMULA_HEADER
+    assert labelled.iloc[:, :5].values.tolist() == FORMULA_ROWS
+    assert sorted(review.iloc[:, :5].values.tolist()) == sorted(FORMULA_ROWS)
+    assert set(read_table(conversations)["conversation_id"]) == {"=cmd|' /C calc'!A0", "@c2"}
