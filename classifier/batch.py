@@ -376,18 +376,22 @@ def label_table(
         while pending:
             flush()
         if pool is not None:
-            _write_conversations(pool, conversation_output, output_format, raw_cells)
+            summary.conversation_labels = _write_conversations(pool, conversation_output, output_format, raw_cells)
             summary.conversations = len(pool)
     summary.check()
     return summary
 
 
-def _write_conversations(pool: ConversationPool, path, fmt, raw_cells: bool) -> None:
+def _write_conversations(pool: ConversationPool, path, fmt, raw_cells: bool) -> Counter:
+    """Write one row per conversation; return the conversations per label."""
     if path is None:
         raise TableError("--by-conversation needs a conversation output path")
+    labels: Counter = Counter()
     with TableWriter(path, CONVERSATION_OUTPUT_COLUMNS, fmt, raw_cells=raw_cells, types=CONVERSATION_TYPES) as writer:
         for row in pool.rows():
             writer.write(row)
+            labels[row[1]] += 1
+    return labels
 
 
 class WorkerError(Exception):

@@ -1,22 +1,27 @@
-"""The summary report of a ``label`` run: counts per label, a bar chart, review share,
-and the least confident messages. HTML (chart inline as SVG) or Markdown (chart as a
-``.svg`` file beside the report)."""
+"""The summary report of a ``label`` run, in Chinese: what was read and labelled, disputes and messages
+to review, skipped rows by reason, messages and conversations per label (with a bar chart), and the least
+confident messages. HTML (chart inline as SVG) or Markdown (chart as a ``.svg`` file beside the report).
+
+Buyer text is shown as text: HTML-escaped, or in Markdown on one line with every active character escaped.
+"""
 from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from pathlib import Path
 
 from . import knowledge
 from .artifact import atomic_write
 
 _MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>&|~!$])")
+SKIP_REASONS = {"empty": "空消息", "not_buyer": "非买家消息（卖家、系统）", "error": "无法解析的行（引号不配对、列数不对等）"}
 
 
 def _markdown_text(text: str) -> str:
     """``text`` as plain text in a Markdown table cell: on one line, with every character that
     Markdown or HTML would act on (links, images, tags, entities, emphasis, ``|``) escaped."""
-    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(text.split()))
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def bar_chart_svg(counts: dict[str, int], width: int = 640) -> str:
@@ -38,41 +43,74 @@ def bar_chart_svg(counts: dict[str, int], width: int = 640) -> str:
     return "\n".join(parts)
 
 
-def _rows(summary) -> list[tuple[str, str, int, str]]:
-    total = max(1, summary.labelled)
-    return [(label, knowledge.info(label).name, summary.labels[label], f"{summary.labels[label] / total:.1%}")
-            for label in knowledge.labels() if summary.labels[label]]
+def skipped_by_reason(statuses: Counter) -> list[tuple[str, int]]:
+    """Rows not labelled, by reason in Chinese; the ``error:…`` statuses are counted together."""
+    counts: Counter = Counter()
+    for status, n in statuses.items():
+        key = "error" if status.startswith("error:") else status
+        if key in SKIP_REASONS:
+            counts[SKIP_REASONS[key]] += n
+    return sorted(counts.items(), key=lambda item: -item[1])
+
+
+def _per_label(counts: Counter) -> list[tuple[str, str, int, str]]:
+    total = max(1, sum(counts.values()))
+    return [(label, knowledge.info(label).name, counts[label], f"{counts[label] / total:.1%}")
+            for label in knowledge.labels() if counts[label]]
+
+
+def _sections(summary) -> list[tuple[str, str, list[str], list[list]]]:
+    """The report as (heading, paragraph or ``CHART``, table header, table rows) sections."""
+    labelled = max(1, summary.labelled)
+    buyers = summary.labelled + summary.statuses["empty"]
+    damaged = summary.statuses["ok_decoding_errors"]
+    lead = (f"读取 {summary.rows_read} 行，其中买家消息 {buyers} 条；已标注 {summary.labelled} 条，"
+            f"其中纠纷 {summary.disputes} 条（{summary.disputes / labelled:.1%}），"
+            f"需人工复核 {summary.needs_review} 条（{summary.needs_review / labelled:.1%}）。"
+            + (f"有 {damaged} 条消息含无法识别的字节（乱码），已按替换后的文本标注。" if damaged else ""))
+    sections = [("", lead, [], [])]
+    skipped = skipped_by_reason(summary.statuses)
+    if skipped:
+        sections.append(("未标注的行", "", ["原因", "行数"], [[reason, n] for reason, n in skipped]))
+    sections.append(("各标签消息数", "CHART", ["标签", "名称", "消息数", "占比"],
+                     [list(row) for row in _per_label(summary.labels)]))
+    if summary.conversations:
+        disputes = sum(n for label, n in summary.conversation_labels.items() if label != "other")
+        sections.append(("按会话", f"共 {summary.conversations} 个会话，其中 {disputes} 个有纠纷（取会话中最严重的一类）。",
+                         ["标签", "名称", "会话数", "占比"],
+                         [list(row) for row in _per_label(summary.conversation_labels)]))
+    sections.append((f"置信度最低的 {len(summary.least_confident)} 条", "", ["行", "概率", "标签", "消息"],
+                     [[line, f"{p:.3f}", label, text] for p, line, text, label in summary.least_confident]))
+    return sections
 
 
 def write_report(summary, path, title: str = "") -> None:
     """Write the report to ``path`` (``.html`` or ``.md``)."""
     path = Path(path)
-    counts = {label: summary.labels[label] for label in knowledge.labels()}
-    review = summary.needs_review / max(1, summary.labelled)
-    skipped = ", ".join(f"{k} {v}" for k, v in summary.skipped.items()) or "无"
+    chart = bar_chart_svg({label: summary.labels[label] for label in knowledge.labels()})
+    sections = _sections(summary)
     if path.suffix.lower() in (".html", ".htm"):
-        table = "".join(f"<tr><td>{label}</td><td>{name}</td><td>{n}</td><td>{share}</td></tr>"
-                        for label, name, n, share in _rows(summary))
-        least = "".join(f"<tr><td>{line}</td><td>{p:.3f}</td><td>{label}</td><td>{html.escape(text)}</td></tr>"
-                        for p, line, text, label in summary.least_confident)
-        body = (f"<!doctype html><meta charset='utf-8'><title>标注报告 {html.escape(title)}</title>"
-                f"<h1>标注报告 {html.escape(title)}</h1>"
-                f"<p>读取 {summary.rows_read} 行，标注 {summary.labelled} 行，跳过：{html.escape(skipped)}。"
-                f"需人工复核 {summary.needs_review} 条（{review:.1%}）。</p>"
-                f"<h2>各标签数量</h2>{bar_chart_svg(counts)}"
-                f"<table border=1 cellpadding=4><tr><th>标签</th><th>名称</th><th>数量</th><th>占比</th></tr>{table}</table>"
-                f"<h2>置信度最低的 {len(summary.least_confident)} 条</h2>"
-                f"<table border=1 cellpadding=4><tr><th>行</th><th>概率</th><th>标签</th><th>消息</th></tr>{least}</table>")
-        atomic_write(path, lambda fh: fh.write(body), mode="w")
+        parts = [f"<!doctype html><meta charset='utf-8'><title>标注报告 {html.escape(title)}</title>",
+                 f"<h1>标注报告 {html.escape(title)}</h1>"]
+        for heading, text, header, rows in sections:
+            parts.append(f"<h2>{heading}</h2>" if heading else "")
+            parts.append(chart if text == "CHART" else f"<p>{html.escape(text)}</p>" if text else "")
+            if header:
+                cells = "".join(f"<th>{h}</th>" for h in header)
+                body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+                parts.append(f"<table border=1 cellpadding=4><tr>{cells}</tr>{body}</table>")
+        atomic_write(path, lambda fh: fh.write("".join(parts)), mode="w")
         return
-    chart = path.with_suffix(".svg")
-    atomic_write(chart, lambda fh: fh.write(bar_chart_svg(counts)), mode="w")
-    lines = [f"# 标注报告 {_markdown_text(title)}", "",
-             f"读取 {summary.rows_read} 行，标注 {summary.labelled} 行，跳过：{_markdown_text(skipped)}。"
-             f"需人工复核 {summary.needs_review} 条（{review:.1%}）。", "",
-             f"![各标签数量]({chart.name})", "", "| 标签 | 名称 | 数量 | 占比 |", "|---|---|---:|---:|"]
-    lines += [f"| {label} | {name} | {n} | {share} |" for label, name, n, share in _rows(summary)]
-    lines += ["", f"## 置信度最低的 {len(summary.least_confident)} 条", "", "| 行 | 概率 | 标签 | 消息 |", "|---:|---:|---|---|"]
-    lines += [f"| {line} | {p:.3f} | {label} | {_markdown_text(text)} |"
-              for p, line, text, label in summary.least_confident]
-    atomic_write(path, lambda fh: fh.write("\n".join(lines) + "\n"), mode="w")
+    svg = path.with_suffix(".svg")
+    atomic_write(svg, lambda fh: fh.write(chart), mode="w")
+    lines = [f"# 标注报告 {_markdown_text(title)}", ""]
+    for heading, text, header, rows in sections:
+        if heading:
+            lines += [f"## {heading}", ""]
+        if text:
+            lines += [f"![各标签消息数]({svg.name})" if text == "CHART" else text, ""]
+        if header:
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(_markdown_text(c) for c in row) + " |" for row in rows]
+            lines.append("")
+    atomic_write(path, lambda fh: fh.write("\n".join(lines)), mode="w")

@@ -57,8 +57,24 @@ def test_shipped_model_loads_and_is_small():
     assert path.stat().st_size <= 20 * 1024 * 1024
     assert len(model.classes_) == 17
     meta = artifact.read_metadata(path)
-    assert meta["cross_validation"]["macro_f1"] > 0
+    cv = meta["cross_validation"]
+    assert cv["real"]["macro_f1"] > 0 and cv["written"]["macro_f1"] > 0  # real-data CV beside written-data CV
+    assert meta["counts_per_source"]["real"] > 10_000 and meta["dev_evaluation"]["labels_scored"] >= 10
+    assert model.temperature_ == cv["temperature"] and model.dispute_threshold == cv["dispute_threshold"]
     assert sum(meta["counts_per_label"].values()) == meta["training_rows"]
+    assert meta["segmentation_engine"] == "rjieba" and meta["userdict_sha256"]
+
+
+def test_another_user_dictionary_or_engine_warns(small_model_path, tmp_path):
+    copy = tmp_path / "m.npz"
+    shutil.copy(small_model_path, copy)
+    meta = artifact.read_metadata(small_model_path)
+    meta.update(userdict_sha256="0" * 64, segmentation_engine="jieba")
+    artifact.metadata_path(copy).write_text(json.dumps(meta))
+    with pytest.warns(artifact.VersionWarning) as caught:
+        artifact.load(copy, trust=True)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "another user dictionary" in messages and "jieba segmentation engine" in messages
 
 
 def test_library_version_change_warns(small_model_path, tmp_path):

@@ -214,20 +214,21 @@ def test_redact(tmp_path, model):
 def test_report(tmp_path, model):
     from classifier.report import write_report
 
-    src = write_csv(tmp_path / "chat.csv", HEADER, CHAT)
-    summary = run(model, src, tmp_path / "out.csv")
+    src = tmp_path / "chat.csv"
+    src.write_text("会话ID,发送方,时间,聊天内容\n" + "".join(",".join(r) + "\n" for r in CHAT)
+                   + 's4,买家,2026-11-04 10:00,"没有闭合\ns5,买家\n', encoding="utf-8")
+    summary = run(model, src, tmp_path / "out.csv", by_conversation=True, conversation_output=tmp_path / "c.csv")
     write_report(summary, tmp_path / "r.html", title="chat.csv")
-    html = (tmp_path / "r.html").read_text("utf-8")
-    assert "<svg" in html and "需人工复核" in html
+    page = (tmp_path / "r.html").read_text("utf-8")
+    assert "<svg" in page and "需人工复核" in page and "纠纷" in page
+    assert "非买家消息（卖家、系统）</td><td>2" in page and "空消息</td><td>1" in page
+    assert "无法解析的行（引号不配对、列数不对等）</td><td>2" in page  # two kinds of error: one line
+    assert "按会话" in page and "个会话" in page and "not_buyer" not in page
     write_report(summary, tmp_path / "r.md")
-    assert (tmp_path / "r.svg").exists() and "r.svg" in (tmp_path / "r.md").read_text("utf-8")
+    text = (tmp_path / "r.md").read_text("utf-8")
+    assert (tmp_path / "r.svg").exists() and "r.svg" in text and "| 非买家消息（卖家、系统） | 2 |" in text
 
 
-SCRIPT = Path(sys.executable).parent / "complaint-classifier"
-INTERRUPTED = re.compile(r"interrupted after (\d+) rows; nothing written to (.+)")
-
-
-@pytest.fixture(scope="module")
 def big_export(tmp_path_factory):
     """A chat export that takes a few seconds to label on two processes (no text repeats)."""
     rows = [[f"s{i // 4}", "卖家" if i % 4 == 1 else "买家", "2026-11-01 10:00", f"第{i}条 拍了五天了还不发货"]
