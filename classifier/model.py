@@ -37,7 +37,7 @@ class ComplaintClassifier:
 
     def __init__(
         self,
-        C: float = 20.0,
+        C: float = 40.0,
         char_ngrams: tuple[int, int] = (1, 2),
         crossed_terms: bool = True,
         min_df: int = 2,
@@ -229,7 +229,7 @@ class ComplaintClassifier:
         return out
 
 
-def fit_linear(rows: SparseRows, y, sample_weight=None, C: float = 20.0, class_weight=None):
+def fit_linear(rows: SparseRows, y, sample_weight=None, C: float = 40.0, class_weight=None):
     """A multinomial logistic regression on ``rows``: (classes, coef as (n_columns, k) float32, intercept)."""
     from sklearn.linear_model import LogisticRegression
 

@@ -29,7 +29,7 @@ SOURCES = ("written", "real", "reviewed", "augmented")
 DUPLICATE_JACCARD = 0.5      # rows this close (character 4-grams) always share a fold
 CHAT_FALSE_ALARM_TARGET = 0.03
 REVIEW_ACCURACY_TARGET = 0.9
-DEFAULT_REAL_WEIGHT = 1.0    # weight of a real (or reviewed) row against a written one, chosen by CV on real data
+DEFAULT_REAL_WEIGHT = 2.0    # weight of a real (or reviewed) row against a written one, chosen by CV on real data
 
 
 class DataError(ValueError):
