@@ -23,6 +23,7 @@ from . import knowledge
 from .features import Vectorizer
 from .model import ComplaintClassifier
 from .segment import userdict_sha256
+from .tabular import file_mode
 
 FORMAT_VERSION = 2
 DEFAULT_MODEL_NAME = "default.npz"
@@ -74,6 +75,7 @@ def atomic_write(path: str | os.PathLike, write, mode: str = "wb") -> None:
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             write(fh)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -95,7 +97,7 @@ def save(model: ComplaintClassifier, path: str | os.PathLike, metadata: dict | N
         "classes": np.asarray(model.classes_, dtype=str),
         "config": np.frombuffer(json.dumps(config).encode("utf-8"), dtype=np.uint8),
     }
-    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
     meta = dict(metadata or {})
     meta.update(
         format_version=FORMAT_VERSION,

@@ -17,6 +17,7 @@ Four kinds of terms, kept apart by a prefix in the saved vocabulary:
 """
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -218,10 +219,10 @@ class Vectorizer:
     def index_(self) -> list[dict[str, int]]:
         """Per kind, unprefixed term to column; derived from ``terms_`` on first use."""
         if "_index" not in self.__dict__:
-            index: dict[str, dict[str, int]] = {prefix: {} for prefix in KINDS}
-            for i, term in enumerate(self.terms_):
-                index[term[:2]][term[2:]] = i
-            self._index = [index[prefix] for prefix in KINDS]
+            terms = self.terms_  # sorted, so the terms of a kind are one run
+            starts = [bisect.bisect_left(terms, prefix) for prefix in KINDS]
+            ends = [bisect.bisect_left(terms, prefix[0] + chr(ord(prefix[1]) + 1)) for prefix in KINDS]
+            self._index = [dict(zip([t[2:] for t in terms[a:b]], range(a, b))) for a, b in zip(starts, ends)]
         return self._index
 
     @property
@@ -229,7 +230,13 @@ class Vectorizer:
         """Sorted integer keys of the vocabulary's character n-grams and their columns."""
         if "_char_keys" not in self.__dict__:
             grams = self.index_[1]
-            keys = np.array([_gram_key(g) for g in grams], dtype=np.int64)
+            lengths = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
+            points = np.frombuffer("".join(grams).encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+            ends = np.cumsum(lengths)
+            keys = np.zeros(len(grams), dtype=np.int64)
+            for k in range(int(lengths.max(initial=0))):  # code points, 21 bits each, first one highest
+                has = lengths > k
+                keys[has] = (keys[has] << 21) | points[ends[has] - lengths[has] + k]
             columns = np.fromiter(grams.values(), dtype=np.int64, count=len(grams))
             order = np.argsort(keys)
             self._char_keys = keys[order], columns[order]
@@ -284,11 +291,3 @@ class Vectorizer:
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(rows), np.concatenate(cols)
-
-
-def _gram_key(gram: str) -> int:
-    """A character n-gram (n <= 3) as one integer: its code points, 21 bits each."""
-    key = 0
-    for ch in gram:
-        key = (key << 21) | ord(ch)
-    return key

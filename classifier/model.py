@@ -16,7 +16,7 @@ import numpy as np
 
 from . import knowledge
 from .decision import Decisions, Prediction, decide
-from .features import NO_KNOWN_TERM, Analyzer, SparseRows, Terms, Vectorizer, display, prefixed, text_flags
+from .features import FORM, NO_KNOWN_TERM, Analyzer, SparseRows, Terms, Vectorizer, display, prefixed, text_flags
 
 
 class ComplaintClassifier:
@@ -206,14 +206,14 @@ class ComplaintClassifier:
         coefficient for the label − its mean coefficient), positive pushes only, for a whole chunk."""
         if "_centered" not in self.__dict__:
             self._centered = self.coef_ - self.coef_.mean(axis=1, keepdims=True)
-            self._shown = [None if t.startswith("m:") else display(t) for t in self.vectorizer_.terms_]
         row_of = np.repeat(np.arange(len(rows)), np.diff(rows.indptr))
         push = rows.data * self._centered[rows.indices, np.asarray(labels)[row_of]]
         positive = np.flatnonzero(push > 0)
         # rows in order, the strongest push first within a row (|push| < 1e3: weights <= 1, coefficients < 1e3)
         order = positive[np.argsort(row_of[positive] * 1e3 - push[positive], kind="stable")]
-        pushes, terms = push[order].tolist(), rows.indices[order].tolist()  # Python lists: fast to walk
+        pushes, columns = push[order].tolist(), rows.indices[order].tolist()  # Python lists: fast to walk
         ends = np.searchsorted(row_of[order], np.arange(len(rows)), side="right").tolist()
+        terms = self.vectorizer_.terms_
         out: list[list[tuple[str, float]]] = []
         start = 0
         for end in ends:
@@ -221,9 +221,9 @@ class ComplaintClassifier:
             for at in range(start, end):
                 if len(best) == k:
                     break
-                shown = self._shown[terms[at]]  # form terms (length, a question mark) explain nothing
-                if shown is not None:
-                    best.setdefault(shown, round(pushes[at], 4))
+                term = terms[columns[at]]
+                if not term.startswith(FORM):  # the form of a message (its length, a question mark) explains nothing
+                    best.setdefault(display(term), round(pushes[at], 4))
             out.append(list(best.items()))
             start = end
         return out

@@ -640,10 +640,11 @@ def read_table(path, **kwargs):
 
 # -- writing ---------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def _umask() -> int:
+def file_mode() -> int:
+    """The permissions a new file gets from the process's umask (temporary files start as 0600)."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def _plain(value) -> str:
@@ -799,7 +800,7 @@ class TableWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
-        os.chmod(self._tmp, 0o666 & ~_umask())
+        os.chmod(self._tmp, file_mode())
         os.replace(self._tmp, self.path)
         self._tmp = None
 

@@ -7,7 +7,7 @@ import pytest
 
 from classifier import knowledge
 from classifier.cli import build_parser, main
-from conftest import read_csv, write_csv
+from conftest import FIXTURES, read_csv, write_csv
 
 
 def run(capsys, *args):
@@ -21,10 +21,14 @@ def test_outputs_follow_the_umask(tmp_path, capsys):
     src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货"]])
     old = os.umask(0o022)
     try:
-        assert run(capsys, "label", src, "-o", tmp_path / "out.csv", "-q", "--jobs", "1")[0] == 0
+        assert run(capsys, "label", src, "-o", tmp_path / "out.csv", "-q", "--jobs", "1",
+                   "--report", tmp_path / "r.html")[0] == 0
+        assert run(capsys, "train", "--data", FIXTURES / "train_small.csv", "-o", tmp_path / "m.npz",
+                   "--cv-folds", "0")[0] == 0
     finally:
         os.umask(old)
-    assert stat.S_IMODE((tmp_path / "out.csv").stat().st_mode) == 0o644
+    for name in ("out.csv", "r.html", "m.npz", "m.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
 
 
 def test_xlsx_to_stdout_is_refused_before_any_work(tmp_path, capsys):
