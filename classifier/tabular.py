@@ -58,6 +58,7 @@ MAX_XLSX_XML_BYTES = 1 << 24            # ... and parses other XML parts whole (
 MAX_COLUMNS = 4096
 PARQUET_ROW_GROUP = 1 << 16   # rows per Parquet row group written
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_RISKY = set(FORMULA_START) | {"'"}  # first characters of a cell that may need the prefix
 _DAMAGED = re.compile("[\udc80-\udcff]")
 
 
@@ -339,19 +340,22 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
     def rows() -> Iterator[Row]:
         width = len(header)
         for line, lines, balanced in records:
-            error = "line too long" if any(isinstance(part, _CutLine) for part in lines) else None
-            repaired = [_repair(part) for part in lines]
-            damaged = any(flag for _, flag in repaired)
-            lines = [part for part, _ in repaired]
-            text = "".join(lines)
+            text = lines[0] if len(lines) == 1 else "".join(lines)
             if not text.strip("\r\n"):
                 continue
+            error = "line too long" if any(isinstance(part, _CutLine) for part in lines) else None
+            damaged = bool(_DAMAGED.search(text))
+            if damaged:
+                lines = [_repair(part)[0] for part in lines]
+                text = "".join(lines)
             if not balanced:
                 yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), error or "unbalanced quote",
                           damaged)
                 continue
             try:
-                values = [_undo_prefix(v) for v in _parse(lines, delimiter)]
+                values = _parse(lines, delimiter)
+                if "'" in text:
+                    values = [_undo_prefix(v) for v in values]
             except csv.Error as exc:
                 yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), f"bad CSV: {exc}", damaged)
                 continue
@@ -656,6 +660,21 @@ def _plain(value) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _csv_cells(column, neutralised: bool) -> list[str]:
+    """A DataFrame column as CSV text, as ``_plain`` and ``neutralise`` would make each cell."""
+    values = column.tolist()
+    kinds = {type(v) for v in values} - {type(None)}
+    if kinds <= {str}:
+        text = ["" if v is None else v for v in values]
+    elif kinds <= {bool}:
+        text = ["" if v is None else "true" if v else "false" for v in values]
+    else:
+        text = [_plain(v) for v in values]
+    if neutralised and any(v[:1] in _RISKY for v in text):
+        text = [neutralise(v) for v in text]
+    return text
+
+
 def neutralise(value: str) -> str:
     """A cell that a spreadsheet would run as a formula, made text (OWASP: a leading ``'``).
 
@@ -738,8 +757,11 @@ class TableWriter:
         """Write the rows of a DataFrame whose columns are ``columns``."""
         if self.format == "parquet":
             self._guard(self._buffer, frame)
-            return
-        self._guard(self._write_rows, frame.itertuples(index=False, name=None))
+        elif self.format in ("csv", "tsv"):  # column by column: a chunk's cells become text in a few passes
+            cells = [_csv_cells(frame.iloc[:, k], not self.raw_cells) for k in range(frame.shape[1])]
+            self._guard(self._csv.writerows, zip(*cells))
+        else:
+            self._guard(self._write_rows, frame.itertuples(index=False, name=None))
 
     def _write_rows(self, rows) -> None:
         if self.format in ("csv", "tsv"):

@@ -229,6 +229,11 @@ def test_report(tmp_path, model):
     assert (tmp_path / "r.svg").exists() and "r.svg" in text and "| 非买家消息（卖家、系统） | 2 |" in text
 
 
+SCRIPT = Path(sys.executable).parent / "complaint-classifier"
+INTERRUPTED = re.compile(r"interrupted after (\d+) rows; nothing written to (.+)")
+
+
+@pytest.fixture(scope="module")
 def big_export(tmp_path_factory):
     """A chat export that takes a few seconds to label on two processes (no text repeats)."""
     rows = [[f"s{i // 4}", "卖家" if i % 4 == 1 else "买家", "2026-11-01 10:00", f"第{i}条 拍了五天了还不发货"]
