@@ -265,6 +265,7 @@ def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int 
     (``real``) and over written rows (``written``), their calibration error, the false-alarm rate
     on non-dispute chat turns, the out-of-fold ``probabilities`` / ``predictions`` / ``index`` of
     the scored rows, and the calibration and thresholds chosen on all folds for the final model.
+    A ``dispute_threshold`` given in ``params`` is used as it is, not chosen.
     ``progress(done, folds, seconds)`` is called as folds finish.
     """
     from joblib import Parallel, delayed
@@ -272,6 +273,7 @@ def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int 
 
     from .features import Vectorizer
 
+    params_given = params
     model = ComplaintClassifier(**(params or {}))
     params = model.get_params()
     docs = model.analyze(corpus["text"].tolist())
@@ -310,11 +312,12 @@ def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int 
         done += 1
         if progress:
             progress(done, folds, time.perf_counter() - started)
-    return _summarize(corpus, raw, fold_of, folds, seed, real_weight)
+    fixed = (params_given or {}).get("dispute_threshold")
+    return _summarize(corpus, raw, fold_of, folds, seed, real_weight, fixed)
 
 
 def _summarize(corpus: pd.DataFrame, raw: np.ndarray, fold_of: np.ndarray, folds: int, seed: int,
-               real_weight: float) -> dict:
+               real_weight: float, fixed_threshold: float | None = None) -> dict:
     classes = np.asarray(knowledge.labels())
     labels = corpus["label"].to_numpy()
     real = corpus["source"].isin(["real", "reviewed"]).to_numpy()
@@ -326,6 +329,8 @@ def _summarize(corpus: pd.DataFrame, raw: np.ndarray, fold_of: np.ndarray, folds
         fit_rows = train & calibrate_on
         temperature = fit_temperature(raw[fit_rows], labels[fit_rows], classes) if fit_rows.any() else 1.0
         p = softmax(raw[train & chat_other] / temperature)
+        if fixed_threshold is not None:
+            return temperature, fixed_threshold
         return temperature, choose_dispute_threshold(1 - p[:, other])
 
     probabilities = np.zeros_like(raw)
