@@ -1,7 +1,7 @@
 """From raw messages to the sparse rows the linear model weighs: one code path for training and prediction.
 
 ``Analyzer`` turns a chunk of raw messages into ``Terms`` (normalise, segment, n-grams, form);
-``Vectorizer`` maps terms to columns and weighs them (sublinear TF-IDF, L2-normalised rows)
+``Vectorizer`` maps terms to columns and weighs them (TF-IDF over capped term counts, L2-normalised rows)
 into ``SparseRows``, a CSR matrix held as three NumPy arrays. Training hands those arrays to
 scikit-learn as a SciPy matrix; prediction multiplies them with NumPy alone, so a cold
 ``predict`` never pays for importing SciPy or scikit-learn.
