@@ -7,7 +7,7 @@
 Figures: grouped 5-fold CV (near-duplicates never straddle folds) reported separately over the real and
 the written rows; the real dev set ../shared/eval/dev_real.csv scored with ../shared/tools/score.py
 (headline: macro-F1 over the labels with >= 5 gold items; chat false-alarm rate). The dev set is only
-measured: no choice below is made on it. Results are also written to benchmarks/out/*.json.
+measured: no choice below is made on it. Results are also written to benchmarks/results/*.json (kept in git).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
-OUT = ROOT / "benchmarks" / "out"
+RESULTS = ROOT / "benchmarks" / "results"  # kept in git: the figures behind the data card
 
 from classifier.training import DEFAULT_REAL_WEIGHT, cross_validate, load_corpus, train  # noqa: E402
 
@@ -124,8 +124,8 @@ ABLATION = [  # each row changes one thing of the shipped configuration (the row
 
 
 def ablation(corpus, folds: int, only: list[int] | None) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "ablation.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "ablation.json"
     done = json.loads(path.read_text()) if path.exists() and only else {}
     for k, (name, params, weight, calibrate) in enumerate(ABLATION):
         if only and k not in only:
@@ -148,8 +148,8 @@ def curve(corpus, sizes: list[int], seeds: int) -> None:
     from classifier.analysis import selection_curve
 
     result = selection_curve(corpus, sizes, seeds=seeds, progress=lambda *point: print(*point, flush=True))
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "selection_curve.json").write_text(json.dumps(result, indent=1))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "selection_curve.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
 
 
