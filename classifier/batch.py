@@ -98,6 +98,7 @@ class Summary:
     least_confident: list = field(default_factory=list)
     conversations: int = 0
     conversation_labels: Counter = field(default_factory=Counter)
+    without_conversation: int = 0
 
     @property
     def labelled(self) -> int:
@@ -263,22 +264,29 @@ class ConversationPool:
     A conversation is a dispute when any of its messages is; its label is the most serious
     dispute label its messages raise (fraud > counterfeit > … ), its confidence the probability
     of the message that carries that label, and the other disputes it raised are listed.
+    Messages with a blank conversation id belong to no conversation; ``without_id`` counts them.
     """
 
     def __init__(self) -> None:
         self._conversations: dict[str, dict] = {}
+        self.without_id = 0
 
     def __len__(self) -> int:
         return len(self._conversations)
 
     def add(self, out: pd.DataFrame, lines, columns: Columns) -> None:
         """Take the labelled rows of a finished chunk (the output of ``label_chunk``)."""
+        header = list(columns.header)
+        keys = out.iloc[:, header.index(columns.conversation)]
+        keys = keys.where(keys.notna(), "").astype(str).str.strip()
         labelled = (out["label"] != "").to_numpy()
+        blank = (keys == "").to_numpy()
+        self.without_id += int((labelled & blank).sum())
+        labelled = labelled & ~blank
         if not labelled.any():
             return
-        header = list(columns.header)
         rows = pd.DataFrame({
-            "key": out.iloc[labelled, header.index(columns.conversation)].astype(str).to_numpy(),
+            "key": keys.to_numpy()[labelled],
             "label": out["label"].to_numpy()[labelled],
             "probability": out["confidence"].to_numpy()[labelled].astype(float),
             "line": np.asarray(lines)[labelled],
@@ -378,6 +386,7 @@ def label_table(
         if pool is not None:
             summary.conversation_labels = _write_conversations(pool, conversation_output, output_format, raw_cells)
             summary.conversations = len(pool)
+            summary.without_conversation = pool.without_id
     summary.check()
     return summary
 

@@ -176,15 +176,24 @@ def _load(args):
 
 
 def _check_outputs(*paths, inputs=()) -> None:
-    """Fail before any work when an output cannot be written or would replace an input."""
+    """Fail before any work when an output cannot be written, would replace an input, or is named twice.
+
+    A Markdown report also writes its chart beside it (``report.svg``): that file is checked too.
+    """
     from .tabular import check_writable
 
+    outputs = [p for p in paths if p and p != "-"]
+    outputs += [Path(p).with_suffix(".svg") for p in outputs if Path(p).suffix.lower() == ".md"]
     resolved = {Path(p).resolve() for p in inputs if p}
-    for path in paths:
-        if path and path != "-":
-            if Path(path).resolve() in resolved:
-                raise UsageError(f"output {path} is the input file: write to another name")
-            check_writable(path)
+    seen = {}
+    for path in outputs:
+        target = Path(path).resolve()
+        if target in resolved:
+            raise UsageError(f"output {path} is the input file: write to another name")
+        if target in seen:
+            raise UsageError(f"{seen[target]} and {path} name the same file: give each output its own name")
+        seen[target] = path
+        check_writable(path)
 
 
 # -- predict -----------------------------------------------------------------------------------------
@@ -348,6 +357,9 @@ def _print_summary(args, summary, seconds: float, conversations) -> None:
               "pass --encoding if the file is in another encoding", file=sys.stderr)
     if conversations:
         print(f"conversations labelled {summary.conversations} -> {conversations}", file=sys.stderr)
+        if summary.without_conversation:
+            print(f"note: {summary.without_conversation} labelled message(s) have no conversation id and are in "
+                  "no conversation", file=sys.stderr)
     print(f"wrote {args.output}" + (f" and {args.report}" if args.report else ""), file=sys.stderr)
     if not args.encoding and summary.encoding not in (None, "utf-8", "utf-8-sig", "gb18030"):
         print(f"note: {args.input} was read as {summary.encoding} (a guess); pass --encoding if the text looks wrong",
@@ -396,6 +408,9 @@ def _label_on_dask(args) -> int:
         if "conversations" in conversations:
             print(f"conversations labelled {conversations['conversations']} -> "
                   f"{os.path.join(args.output, conversations['folder'])}", file=sys.stderr)
+            if conversations["without_conversation"]:
+                print(f"note: {conversations['without_conversation']} labelled message(s) have no conversation id "
+                      "and are in no conversation", file=sys.stderr)
         print(f"wrote {args.output} (manifest {os.path.join(args.output, '_manifest.json')})", file=sys.stderr)
     return 1 if manifest["failed"] or "error" in manifest.get("conversations", {}) else 0
 

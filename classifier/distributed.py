@@ -331,9 +331,10 @@ def pool_conversations(messages: pd.DataFrame, names: list[str], target: str, jo
             writer.write(row[:at] + [names[messages.at[driving, "part"]], int(messages.at[driving, "line"])]
                          + row[at + 1:])
             counted += row[CONVERSATION_OUTPUT_COLUMNS.index("buyer_messages")]
-    if counted != len(messages):
+    if counted + pool.without_id != len(messages):
         raise AssertionError(f"conversation count mismatch: pooled {len(messages)} messages, counted {counted}")
-    return {"output": posixpath.basename(target), "conversations": len(pool), "messages": len(messages)}
+    return {"output": posixpath.basename(target), "conversations": len(pool), "messages": len(messages),
+            "without_conversation": pool.without_id}
 
 
 def _conversation_tasks(messages: list, parts: list[Part], output_url: str, job: Job) -> list:
@@ -534,7 +535,8 @@ def _conversations(client: Client, messages: list, parts: list[Part], output_url
         return {"error": _reason(failed[0].exception())}
     results = [future.result() for future in futures]
     return {"folder": CONVERSATIONS, "conversations": sum(r["conversations"] for r in results),
-            "messages": sum(r["messages"] for r in results), "parts": results}
+            "messages": sum(r["messages"] for r in results),
+            "without_conversation": sum(r["without_conversation"] for r in results), "parts": results}
 
 
 def _write_manifest(output_url: str, manifest: dict) -> None:

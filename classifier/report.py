@@ -2,7 +2,8 @@
 to review, skipped rows by reason, messages and conversations per label (with a bar chart), and the least
 confident messages. HTML (chart inline as SVG) or Markdown (chart as a ``.svg`` file beside the report).
 
-Buyer text is shown as text: HTML-escaped, or in Markdown on one line with every active character escaped.
+Buyer text is shown as text: HTML-escaped, or in Markdown on one line with links defanged and every active
+character escaped.
 """
 from __future__ import annotations
 
@@ -15,13 +16,25 @@ from . import knowledge
 from .artifact import atomic_write
 
 _MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>&|~!$])")
+_LINK_STARTS = (  # what Markdown renderers turn into links by themselves (GFM autolinks), made inert
+    (re.compile(r"(?i)([a-z][a-z0-9+.-]*):(?=//)"), r"\1[:]"),   # https://x  ->  https[:]//x
+    (re.compile(r"(?i)(www)\."), r"\1[.]"),                         # www.x      ->  www[.]x
+    (re.compile(r"(?<=[\w.+-])@(?=[\w-]+\.)"), "[@]"),              # a@b.c      ->  a[@]b.c
+)
 SKIP_REASONS = {"empty": "空消息", "not_buyer": "非买家消息（卖家、系统）", "error": "无法解析的行（引号不配对、列数不对等）"}
 
 
+def defang_links(text: str) -> str:
+    """``text`` with URL schemes, ``www.`` and e-mail ``@`` bracketed, so that no renderer links them."""
+    for pattern, replacement in _LINK_STARTS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def _markdown_text(text: str) -> str:
-    """``text`` as plain text in a Markdown table cell: on one line, with every character that
-    Markdown or HTML would act on (links, images, tags, entities, emphasis, ``|``) escaped."""
-    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).split()))
+    """``text`` as plain text in a Markdown table cell: on one line, links defanged, and every
+    character that Markdown or HTML would act on (links, images, tags, entities, emphasis, ``|``) escaped."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", defang_links(" ".join(str(text).split())))
 
 
 def bar_chart_svg(counts: dict[str, int], width: int = 640) -> str:

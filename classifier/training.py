@@ -23,7 +23,7 @@ from .decision import decide
 from .model import ComplaintClassifier, fit_linear, softmax
 from .segment import userdict_sha256
 
-DEFAULT_DATA_DIRS = (Path("data") / "messages", Path("data") / "real")
+DATA_FOLDERS = ("messages", "real")
 COLUMNS = ["text", "label", "secondary", "source", "origin", "kind"]
 SOURCES = ("written", "real", "reviewed", "augmented")
 DUPLICATE_JACCARD = 0.5      # rows this close (character 4-grams) always share a fold
@@ -59,8 +59,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def default_data_paths() -> list[Path]:
-    """The project's training folders that exist (``data/messages``, ``data/real``)."""
-    return [path for path in DEFAULT_DATA_DIRS if path.is_dir()]
+    """The project's training folders (``data/messages``, ``data/real``) that exist, under the
+    working directory or else under the checkout the package was installed from."""
+    for root in (Path("data"), Path(__file__).resolve().parents[1] / "data"):
+        found = [root / name for name in DATA_FOLDERS if (root / name).is_dir()]
+        if found:
+            return found
+    return []
 
 
 def load_corpus(paths=None) -> pd.DataFrame:
@@ -69,8 +74,12 @@ def load_corpus(paths=None) -> pd.DataFrame:
     Columns of the result: ``text``, ``label``, ``secondary``, ``source``, ``origin``, ``kind``,
     ``file``. ``paths`` defaults to ``default_data_paths()``.
     """
+    paths = default_data_paths() if paths is None else paths
+    if not paths:
+        raise DataError("no training data: the project's data/messages and data/real were not found here or "
+                        "beside the installed package; run from the project folder or pass --data")
     frames = []
-    for path in _csv_files(default_data_paths() if paths is None else paths):
+    for path in _csv_files(paths):
         frame = _read_csv(path)
         missing = {"text", "label"} - set(frame.columns)
         if missing:
@@ -97,12 +106,12 @@ def load_reviewed(path) -> pd.DataFrame:
     Any table with ``correct_label`` and a text column works, including the output of
     ``label`` or ``sample`` after a person filled in ``correct_label``.
     """
-    from .tabular import TEXT_COLUMNS, detect_column, read_table
+    from .tabular import read_table
 
     table = read_table(path)
     if "correct_label" not in table.columns:
         raise DataError(f"{path}: no correct_label column; columns are {list(table.columns)}")
-    text_column = "text" if "text" in table.columns else detect_column(table.columns, TEXT_COLUMNS, "text")
+    text_column = _text_column(table.columns)
     reviewed = table[table["correct_label"].fillna("").astype(str).str.strip() != ""]
     frame = pd.DataFrame(
         {
@@ -425,19 +434,24 @@ def evaluate_file(model: ComplaintClassifier, path, text_column: str | None = No
     """Score ``model`` on a labelled table (any format ``label`` reads).
 
     The gold label is ``label_column``, else ``correct_label`` or ``label``; rows whose gold label
-    is empty are skipped (a half-reviewed sheet), an unknown one is an error.
+    is empty are skipped (a half-reviewed sheet), an unknown one is an error. In an output of
+    ``label`` the ``label`` column is the model's guess, never gold: the gold there is
+    ``correct_label`` or the input's own label column (``input_label``).
     """
-    from .tabular import TEXT_COLUMNS, check_column, detect_column, read_table
+    from .tabular import check_column, read_table
 
     table = read_table(path)
-    text_column = (check_column(table.columns, text_column, "text") if text_column
-                   else "text" if "text" in table.columns else detect_column(table.columns, TEXT_COLUMNS, "text"))
+    text_column = check_column(table.columns, text_column, "text") if text_column else _text_column(table.columns)
     if label_column:
         check_column(table.columns, label_column, "label")
     else:
-        label_column = next((c for c in ("correct_label", "label", "gold", "标签") if c in table.columns), None)
+        labelled = {"status", "dispute_probability"} <= set(table.columns)
+        candidates = ("correct_label", "input_label") if labelled else ("correct_label", "label", "gold", "标签")
+        label_column = next((c for c in candidates if c in table.columns), None)
         if label_column is None:
-            raise DataError(f"{path}: no label column (correct_label, label); columns are {list(table.columns)}")
+            what = ("it is an output of label, whose label column is the model's guess; fill in correct_label"
+                    if labelled else f"columns are {list(table.columns)}")
+            raise DataError(f"{path}: no gold label column ({', '.join(candidates[:2])}): {what}")
     gold = table[label_column].fillna("").astype(str).str.strip()
     keep = gold != ""
     bad = gold[keep & ~gold.isin(knowledge.labels())]
@@ -449,3 +463,10 @@ def evaluate_file(model: ComplaintClassifier, path, text_column: str | None = No
     predicted = model.predict(table.loc[keep, text_column].fillna("").astype(str).tolist())
     return {**scores(gold[keep].tolist(), [str(p) for p in predicted]), "label_column": label_column,
             "skipped_unlabelled": int((~keep).sum())}
+
+
+def _text_column(columns) -> str:
+    """``text`` if the table has it, else the detected message column."""
+    from .tabular import TEXT_COLUMNS, detect_column
+
+    return "text" if "text" in columns else detect_column(columns, TEXT_COLUMNS, "text")

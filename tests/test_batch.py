@@ -153,6 +153,16 @@ def test_conversation_label_follows_the_precedence(tmp_path, model):
     assert rows["c2"]["label"] == "other" and rows["c2"]["other_disputes"] == ""
 
 
+def test_messages_without_a_conversation_id_are_in_no_conversation(tmp_path, model):
+    chat = [["", "买家", "拍了五天了还不发货，怎么回事"], ["c1", "买家", "好的谢谢"], ["  ", "买家", "快递一直不更新"]]
+    src = write_csv(tmp_path / "chat.csv", ["会话ID", "发送方", "聊天内容"], chat)
+    conversations = tmp_path / "conv.csv"
+    summary = run(model, src, tmp_path / "out.csv", by_conversation=True, conversation_output=conversations)
+    assert [r["conversation_id"] for r in read_csv(conversations)] == ["c1"]
+    assert summary.conversations == 1 and summary.without_conversation == 2
+    assert [r["status"] for r in read_csv(tmp_path / "out.csv")] == ["ok", "ok", "ok"]
+
+
 def test_by_conversation_needs_a_conversation_column(tmp_path, model):
     src = write_csv(tmp_path / "in.csv", ["内容"], [["x"]])
     with pytest.raises(TableError, match="conversation"):

@@ -41,7 +41,13 @@ def test_xlsx_to_stdout_is_refused_before_any_work(tmp_path, capsys):
     (["-o", "{src}"], "is the input file"),
     (["-o", "{tmp}/out.txt"], "cannot tell the format"),
     (["-o", "{tmp}/out.csv", "--report", "{tmp}/r.pdf"], "use a .html or .md"),
-], ids=["same file", "unknown output extension", "unknown report extension"])
+    (["-o", "{tmp}/out.csv", "--by-conversation", "--conversations", "{tmp}/out.csv"], "name the same file"),
+    (["-o", "{tmp}/out.csv", "--report", "{tmp}/out.html", "--conversations", "{tmp}/out.html",
+      "--by-conversation"], "name the same file"),
+    (["-o", "{tmp}/out.csv", "--report", "{tmp}/r.md", "--by-conversation", "--conversations", "{tmp}/r.svg"],
+     "name the same file"),
+], ids=["same file", "unknown output extension", "unknown report extension", "conversations = output",
+        "conversations = report", "conversations = the report's chart"])
 def test_outputs_that_would_go_wrong_are_refused(tmp_path, capsys, args, message):
     src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货"]])
     before = src.read_bytes()
@@ -177,3 +183,28 @@ def test_headline_figure_is_defined_once(capsys, tmp_path):
     assert result["labels_scored"] == 1  # only late_shipment has >= 5 gold items
     assert result["macro_f1"] == result["per_label"]["late_shipment"]["f1"]
     assert set(knowledge.labels()) >= set(result["per_label"])
+
+
+def test_evaluate_on_a_label_output_uses_the_input_gold_not_the_model_guess(tmp_path, capsys):
+    rows = [["还没发货呢 都五天了", "other"], ["好的谢谢", "late_shipment"]]  # gold deliberately opposite
+    src = write_csv(tmp_path / "gold.csv", ["text", "label"], rows)
+    assert run(capsys, "label", src, "-o", tmp_path / "out.csv", "-q", "--jobs", "1")[0] == 0
+    code, out, _ = run(capsys, "evaluate", tmp_path / "out.csv", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["label_column"] == "input_label" and result["accuracy"] == 0.0
+    write_csv(tmp_path / "bare.csv", ["text"], [["好的谢谢"]])
+    assert run(capsys, "label", tmp_path / "bare.csv", "-o", tmp_path / "bare_out.csv", "-q", "--jobs", "1")[0] == 0
+    code, _, err = run(capsys, "evaluate", tmp_path / "bare_out.csv")
+    assert code == 2 and "model's guess" in err
+
+
+def test_train_finds_the_project_data_from_another_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from classifier.training import DataError, default_data_paths, load_corpus
+
+    project = Path(__file__).resolve().parents[1] / "data"
+    monkeypatch.chdir(tmp_path)
+    assert default_data_paths() == [project / "messages", project / "real"]
+    with pytest.raises(DataError, match="no training data"):
+        load_corpus([])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from classifier import LABELS, load_model
 from classifier.batch import LABEL_COLUMNS, Columns, Summary, label_table, output_columns
-from classifier.report import write_report
+from classifier.report import defang_links, write_report
 from classifier.tabular import FORMULA_START, neutralise, read_table
 from classifier.text import normalize
 
@@ -151,7 +151,8 @@ def test_no_live_formula_in_any_output_and_cells_read_back_unchanged(pairs, fmt)
 MARKUP = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "<!--", "-->", "</td></tr></table>", "&amp;",
           "&#60;", "&lt;b&gt;", "|", "||", "\\|", "\\", "\n", "\r\n", "\u2028", "\t", "[点这里](http://x.cn)",
           "![p](http://t.cn/p.png)", "<http://x.cn>", "`code`", "```", "*强调*", "__粗__", "~~删~~", "$x$", "# 标题",
-          "> 引用", "---", "    缩进", "1. ", "- ", "=HYPERLINK(\"http://x.cn\")", "还没发货"]
+          "> 引用", "---", "    缩进", "1. ", "- ", "=HYPERLINK(\"http://x.cn\")", "还没发货",
+          "https://evil.example/退款?x=1", "www.evil.cn", "kefu@evil.com", "退款http://t.cn/x"]
 marked_up = st.lists(st.one_of(st.sampled_from(MARKUP), st.text(st.characters(blacklist_categories=("Cs",)),
                                                                 max_size=6)), min_size=1, max_size=8).map("".join)
 
@@ -202,8 +203,8 @@ def test_report_shows_any_buyer_text_as_plain_text(texts):
     shown = [text[:200] for text in texts]
     page = _Cells(html_page)
     assert page.inside == [] and [row[3] for row in page.tables[-1][1:]] == shown
-    rendered = _Cells(MarkdownIt("commonmark").enable("table").render(markdown))
+    rendered = _Cells(MarkdownIt("gfm-like").render(markdown))  # GFM: tables, autolinks (linkify)
     assert rendered.inside == []
     assert [row for row in rendered.tables[-1][1:]] == [  # one row of four cells per message, the text on one line
-        [str(line), "0.500", "other", " ".join(text.split()).replace("\x00", "\ufffd")]
+        [str(line), "0.500", "other", defang_links(" ".join(text.split())).replace("\x00", "\ufffd")]
         for line, text in enumerate(shown, 2)]
