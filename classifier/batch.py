@@ -45,8 +45,6 @@ LABEL_TYPES = {"confidence": "float64", "dispute_probability": "float64", "is_di
 CONVERSATION_TYPES = {"confidence": "float64", "is_dispute": "bool", "needs_review": "bool",
                       "buyer_messages": "int64", "driving_line": "int64"}
 LABELLED = ("ok", "truncated", "ok_decoding_errors")
-STATUS_NAMES = {"ok": "已标注", "truncated": "已标注（截断）", "ok_decoding_errors": "已标注（文本有乱码）",
-                "empty": "空消息", "not_buyer": "非买家消息", "error": "无法解析的行"}
 
 
 @dataclass

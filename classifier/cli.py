@@ -287,7 +287,7 @@ def cmd_label(args) -> int:
 
     def on_columns(columns):
         if show:  # above the progress bar, not into it
-            _print_columns(args, columns, partial(print if bar is None else bar.write, file=sys.stderr))
+            _print_columns(columns, partial(print if bar is None else bar.write, file=sys.stderr))
 
     where = "stdout" if args.output == "-" else args.output
     # a file appears only when complete; stdout has had every finished chunk
@@ -327,7 +327,7 @@ def cmd_label(args) -> int:
     return 0
 
 
-def _print_columns(args, columns, say=None) -> None:
+def _print_columns(columns, say=None) -> None:
     from .batch import LABEL_COLUMNS
 
     say = say or partial(print, file=sys.stderr)
@@ -390,7 +390,7 @@ def _label_on_dask(args) -> int:
             header_row=args.header_row, max_chars=args.max_chars, redact=args.redact, raw_cells=args.raw_cells,
             threshold=args.threshold, progress=show and sys.stderr.isatty(),
             log=(lambda line: print(line, file=sys.stderr)) if show else None,
-            on_columns=(lambda columns: _print_columns(args, columns)) if show else None,
+            on_columns=_print_columns if show else None,
         )
     except ClusterError as exc:
         raise UsageError(str(exc)) from None

@@ -149,11 +149,6 @@ class SparseRows:
     def __len__(self) -> int:
         return len(self.indptr) - 1
 
-    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Columns and weights of row ``i``."""
-        start, end = self.indptr[i], self.indptr[i + 1]
-        return self.indices[start:end], self.data[start:end]
-
     def dot(self, weights: np.ndarray, block: int = 128) -> np.ndarray:
         """``self @ weights`` for a dense (n_columns, k) array, ``block`` rows at a time (the
         products of a block stay in the CPU cache: 8× faster than one pass over a chunk)."""

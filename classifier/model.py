@@ -118,6 +118,7 @@ class ComplaintClassifier:
         rows = self.vectorizer_.transform(docs)
         self.classes_, self.coef_, self.intercept_ = fit_linear(rows, y, sample_weight, self.C, self.class_weight)
         self.temperature_ = 1.0
+        self.__dict__.pop("_centered", None)  # the explanation cache belongs to the previous coefficients
         return self
 
     # -- scores and probabilities ---------------------------------------------------------
@@ -235,8 +236,11 @@ def fit_linear(rows: SparseRows, y, sample_weight=None, C: float = 40.0, class_w
 
     model = LogisticRegression(C=C, max_iter=3000, class_weight=class_weight)
     model.fit(rows.to_scipy(), list(y), sample_weight=sample_weight)
-    return (np.asarray(model.classes_, dtype=str), np.ascontiguousarray(model.coef_.T, dtype=np.float32),
-            model.intercept_.astype(np.float32))
+    coef, intercept = model.coef_, model.intercept_
+    if len(model.classes_) == 2:  # one logit for the second class: as two, softmax([-z/2, z/2]) = sigmoid(z)
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    return (np.asarray(model.classes_, dtype=str), np.ascontiguousarray(coef.T, dtype=np.float32),
+            intercept.astype(np.float32))
 
 
 @lru_cache(maxsize=None)

@@ -253,7 +253,7 @@ def duplicate_groups(texts: list[str], threshold: float = DUPLICATE_JACCARD) -> 
     return pd.factorize(np.array([root(i) for i in range(len(texts))]))[0]
 
 
-def sample_weights(corpus: pd.DataFrame, real_weight: float = 1.0) -> np.ndarray:
+def sample_weights(corpus: pd.DataFrame, real_weight: float = DEFAULT_REAL_WEIGHT) -> np.ndarray:
     """Weight of each row in training: ``real_weight`` for real (and reviewed) rows, 1 for written ones."""
     return np.where(corpus["source"].isin(["real", "reviewed"]), real_weight, 1.0)
 
@@ -264,7 +264,7 @@ def _fold_scores(params: dict, rows_train, y_train, w_train, rows_test):
 
 
 def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int = 5, seed: int = 0,
-                   real_weight: float = 1.0, jobs: int | None = None, progress=None) -> dict:
+                   real_weight: float = DEFAULT_REAL_WEIGHT, jobs: int | None = None, progress=None) -> dict:
     """Grouped, stratified k-fold cross-validation on ``corpus``, calibrated on held-out folds.
 
     Near-duplicates (and augmented variants with their origin) never straddle two folds. Each
@@ -390,7 +390,7 @@ def cv_brief(cv: dict) -> dict:
 
 
 def train(corpus: pd.DataFrame, params: dict | None = None, cv_folds: int = 5, seed: int = 0,
-          cv: dict | None = None, real_weight: float = 1.0, jobs: int | None = None,
+          cv: dict | None = None, real_weight: float = DEFAULT_REAL_WEIGHT, jobs: int | None = None,
           progress=None) -> tuple[ComplaintClassifier, dict]:
     """Cross-validate, calibrate, choose the thresholds, fit on all rows; return the model and its metadata.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier import artifact, knowledge
+from classifier import artifact
 from classifier.batch import label_table
 from classifier.tabular import TableError
 from conftest import read_csv, write_csv

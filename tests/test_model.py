@@ -163,9 +163,12 @@ def test_refitting_replaces_what_was_learnt(small_corpus):
     probe = ["快递丢了", "还没发货", "掉色"]
     model = ComplaintClassifier(min_df=1).fit(texts[:16], y[:16])
     model.predict_proba(probe)
+    first = [model.explain(text, label="quality_defect") for text in probe]
     model.fit(texts, y)
     fresh = ComplaintClassifier(min_df=1).fit(texts, y)
     np.testing.assert_array_equal(model.predict_proba(probe), fresh.predict_proba(probe))
+    explained = [model.explain(text, label="quality_defect") for text in probe]
+    assert explained == [fresh.explain(text, label="quality_defect") for text in probe] and explained != first
 
 
 def test_vectorizer_drops_rare_and_common_terms():
@@ -179,3 +182,16 @@ def _with(model: ComplaintClassifier, **params) -> ComplaintClassifier:
     copy = ComplaintClassifier(**{**model.get_params(), **params})
     copy.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_")})
     return copy
+
+
+def test_a_model_of_two_labels_gives_their_probabilities(small_corpus):
+    from sklearn.linear_model import LogisticRegression
+
+    two = small_corpus[small_corpus["label"].isin(["late_shipment", "other"])]
+    model = ComplaintClassifier(min_df=1).fit(two["text"].tolist(), two["label"].tolist())
+    probe = ["还没发货", "好的谢谢"]
+    reference = LogisticRegression(C=model.C, max_iter=3000).fit(
+        model.vectorizer_.transform(model.analyze(two["text"].tolist())).to_scipy(), two["label"].tolist())
+    expected = reference.predict_proba(model.vectorizer_.transform(model.analyze(probe)).to_scipy())
+    np.testing.assert_allclose(model.predict_proba(probe), expected, atol=1e-5)
+    assert model.explain("还没发货", label="late_shipment")

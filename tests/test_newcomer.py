@@ -94,7 +94,7 @@ def test_rules_accept_chinese_names(capsys):
 def test_dates_in_three_spellings(capsys, date):
     code, out, _ = run(capsys, "predict", "--json", "--trade-closed-date", date, "--today", "2026-11-25", "拍了五天了还不发货")
     record = json.loads(out)
-    assert code == 0 and (record["label"] != "late_shipment" or record["last_day"] == "2026-12-05")
+    assert code == 0 and record["label"] == "late_shipment" and record["last_day"] == "2026-12-05"
 
 
 def test_thresholds_out_of_range_are_refused(capsys):
