@@ -76,11 +76,26 @@ def _table_options(parser: argparse.ArgumentParser) -> None:
                         help="表头所在行（从 1 数；默认取前 10 行中第一个含已知列名的行）")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    def add_usage(self, usage, actions, groups, prefix=None):
+        return super().add_usage(usage, actions, groups, "用法：" if prefix is None else prefix)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help is in Chinese throughout (headings and ``-h`` too)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, add_help=False, formatter_class=_HelpFormatter, **kwargs)
+        self._positionals.title = "参数"
+        self._optionals.title = "选项"
+        self.add_argument("-h", "--help", action="help", help="显示本帮助并退出")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog=PROG, description="给买家消息打上纠纷标签，并给出对应的平台规则和处理建议。")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser = _Parser(prog=PROG, description="给买家消息打上纠纷标签，并给出对应的平台规则和处理建议。")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}", help="显示版本并退出")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="命令")
 
     p = sub.add_parser("predict", help="给一条或多条消息打标签", description="给一条或多条消息打标签，显示规则和处理建议。")

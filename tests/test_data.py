@@ -61,6 +61,15 @@ def test_no_overlap_with_the_real_dev_set(report):
     assert report["held_out_exact"] == 0 and report["held_out_near"] == 0
 
 
+def test_the_independent_set_shares_nothing_with_the_training_data():
+    import pandas as pd
+
+    corpus = load_corpus([DATA, REAL])
+    independent = pd.read_csv(DATA.parent / "independent" / "written.csv", dtype=str, keep_default_na=False)
+    assert not independent["text"].str.strip().isin(set(corpus["text"])).any()
+    assert near_duplicates(independent["text"].tolist(), corpus["text"].tolist()) == []
+
+
 def test_near_duplicate_detection():
     texts = ["拍了三天了还不发货什么情况", "拍了三天了还不发货什么情况啊", "衣服洗了就掉色"]
     assert [(i, j) for i, j, _ in near_duplicates(texts)] == [(0, 1)]

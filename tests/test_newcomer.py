@@ -118,6 +118,13 @@ def test_help_is_chinese_and_documents_every_flag(capsys):
         for action in sub._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"{name} {action.option_strings} has no help"
+    for name in subcommands:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        shown = capsys.readouterr().out
+        assert shown.startswith(f"用法：complaint-classifier {name} ") and "选项" in shown
+        assert not [phrase for phrase in ("usage:", "options:", "positional arguments", "show this help")
+                    if phrase in shown]
     with pytest.raises(SystemExit):
         main(["label", "--help"])
     assert "输出文件" in capsys.readouterr().out
