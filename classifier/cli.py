@@ -248,7 +248,7 @@ def _format_prediction(text, prediction, deadline, max_chars: int) -> str:
     if prediction.status == "empty":
         return f"消息：{shown or '（空）'}\n  状态：空消息，未打标签"
     entry = knowledge.info(prediction.label)
-    top = " | ".join(f"{label} {p:.2f}" for label, p in prediction.top)
+    top = " | ".join(f"{knowledge.info(label).name} {p:.2f}" for label, p in prediction.top)
     lines = [f"消息：{shown}",
              f"  标签：{prediction.label}（{prediction.name}）  概率 {prediction.probability:.2f}  "
              f"纠纷概率 {prediction.dispute_probability:.2f}（{'是纠纷' if prediction.is_dispute else '非纠纷'}）"]

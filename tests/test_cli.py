@@ -1,10 +1,10 @@
 """The command line through its real entry point: output, files and exit codes."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
-
 
 from classifier import knowledge
 from classifier.cli import main
@@ -22,6 +22,8 @@ def test_console_script_predict_human_output():
     result = run("predict", "亲，拍了三天了还不发货，什么情况")
     assert result.returncode == 0, result.stderr
     assert "标签：" in result.stdout and "处理建议" in result.stdout and "规则：" in result.stdout
+    candidates = result.stdout.split("候选：")[1].split("\n")[0]
+    assert "延迟发货" in candidates and not re.search(r"[a-z]{3}", candidates)  # Chinese names, not ids
 
 
 def test_python_dash_m_is_the_same_command():
