@@ -340,11 +340,11 @@ def _print_summary(args, summary, seconds: float, conversations) -> None:
     skipped = ", ".join(f"{k} {v}" for k, v in summary.skipped.items()) or "none"
     buyers = summary.labelled + summary.statuses["empty"]
     print(f"rows read {summary.rows_read}, treated as buyer {buyers}, labelled {summary.labelled} "
-          f"(disputes {summary.disputes}, truncated {summary.statuses['truncated']}), skipped: {skipped}; "
+          f"(disputes {summary.disputes}, truncated {summary.truncated}), skipped: {skipped}; "
           f"needs review {summary.needs_review}; {seconds:.1f}s", file=sys.stderr)
-    if summary.statuses["ok_decoding_errors"]:
-        print(f"note: {summary.statuses['ok_decoding_errors']} row(s) held bytes that are not valid "
-              f"{summary.encoding}; they were labelled from the damaged text (status ok_decoding_errors); "
+    if summary.damaged:
+        print(f"note: {summary.damaged} row(s) held bytes that are not valid {summary.encoding or 'UTF-8'}; they "
+              "were labelled from the damaged text (status ok_decoding_errors or truncated_decoding_errors); "
               "pass --encoding if the file is in another encoding", file=sys.stderr)
     if conversations:
         print(f"conversations labelled {summary.conversations} -> {conversations}", file=sys.stderr)
@@ -387,9 +387,9 @@ def _label_on_dask(args) -> int:
               file=sys.stderr)
         raise
     if show:
-        statuses = manifest["statuses"]
-        skipped = ", ".join(f"{k} {v}" for k, v in statuses.items() if k not in ("ok", "truncated",
-                                                                                  "ok_decoding_errors")) or "none"
+        from .batch import LABELLED
+
+        skipped = ", ".join(f"{k} {v}" for k, v in manifest["statuses"].items() if k not in LABELLED) or "none"
         print(f"parts {len(manifest['parts'])} (failed {len(manifest['failed'])}), rows read {manifest['rows_read']}, "
               f"labelled {manifest['labelled']}, skipped: {skipped}; {manifest['seconds']:.1f}s", file=sys.stderr)
         conversations = manifest.get("conversations", {})

@@ -75,6 +75,12 @@ def decide(probabilities: np.ndarray, classes, flags: np.ndarray, *, dispute_thr
                      dispute_probability.astype(np.float32), is_dispute, needs_review, flags)
 
 
+def labelled_status(truncated: bool, damaged: bool) -> str:
+    """The status of a labelled message: ``ok`` or ``truncated``, with ``_decoding_errors`` when its
+    text had characters replaced with U+FFFD."""
+    return ("truncated" if truncated else "ok") + ("_decoding_errors" if damaged else "")
+
+
 @dataclass
 class Prediction:
     """What the classifier says about one message.

@@ -104,7 +104,7 @@ def sample_table(input_path, output_path, model, n: int, *, strategy: str = "unc
     """
     import pandas as pd
 
-    from .batch import Options, prepare, resolve_columns, settle_roles
+    from .batch import LABELLED, Options, prepare, resolve_columns, settle_roles
     from .tabular import TableWriter, open_table
 
     reader = open_table(input_path, fmt=input_format, encoding=encoding, sheet=sheet, header_row=header_row)
@@ -115,7 +115,7 @@ def sample_table(input_path, output_path, model, n: int, *, strategy: str = "unc
         if k == 0:
             columns = settle_roles(columns, chunk.frame)
         chunk_texts, statuses = prepare(chunk.frame, columns, options, chunk.errors, chunk.damaged)
-        keep = [s in ("ok", "truncated", "ok_decoding_errors") for s in statuses]
+        keep = [s in LABELLED for s in statuses]
         frames.append(chunk.frame[keep])
         texts += chunk_texts
         probabilities.append(model.predict_proba(chunk_texts))

@@ -204,6 +204,16 @@ def test_max_chars_marks_truncated(tmp_path, model):
     assert [r["status"] for r in read_csv(tmp_path / "o.csv")] == ["truncated", "ok"]
 
 
+def test_damaged_and_truncated_row_shows_both(tmp_path, model):
+    src = tmp_path / "in.csv"
+    src.write_bytes("内容\n".encode() + ("还没发货" * 100).encode() + b"\xff\n" + "好".encode() + b"\xff\n"
+                    + ("还没发货" * 100 + "\n").encode())
+    summary = run(model, src, tmp_path / "o.csv", max_chars=50, encoding="utf-8")
+    assert [r["status"] for r in read_csv(tmp_path / "o.csv")] == ["truncated_decoding_errors", "ok_decoding_errors",
+                                                                   "truncated"]
+    assert (summary.labelled, summary.truncated, summary.damaged) == (3, 2, 2)
+
+
 def test_redact(tmp_path, model):
     src = write_csv(tmp_path / "in.csv", ["内容"], [["收件人：王小明 电话13812345678 还没发货"]])
     run(model, src, tmp_path / "o.csv", redact=True)
