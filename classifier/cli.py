@@ -189,21 +189,26 @@ def _check_outputs(*paths, inputs=()) -> None:
 
 # -- predict -----------------------------------------------------------------------------------------
 def _read_messages(args) -> list[str]:
+    """The messages to label; bytes that are not valid in the terminal's encoding (in arguments as in
+    stdin) come as lone surrogates, which ``classify`` reports and the output shows as U+FFFD."""
     if args.texts and args.texts != ["-"]:
         return args.texts
     if not args.texts and sys.stdin.isatty():
         raise UsageError("give a message, or pipe messages in one per line (TEXT '-')")
+    sys.stdin.reconfigure(errors="surrogateescape")
     return [line.rstrip("\r\n") for line in sys.stdin]
 
 
 def cmd_predict(args) -> int:
     from . import knowledge
+    from .text import repair
 
     model = _load(args)
     texts = _read_messages(args)
     dates = dict(order_placed=args.order_date, trade_success=args.trade_success_date,
                  trade_closed=args.trade_closed_date, today=args.today)
     for text, prediction in zip(texts, model.classify(texts, k=args.top)):
+        text = repair(text)[0]
         deadline = knowledge.complaint_deadline(prediction.label, **dates) if prediction.label else None
         if args.json:
             record = {"text": text, **prediction.to_dict()}
@@ -233,6 +238,8 @@ def _format_prediction(text, prediction, deadline, max_chars: int) -> str:
         lines.append(f"  ⚠ 需人工复核：{reasons}")
     if prediction.truncated:
         lines.append(f"  注意：消息有 {len(text)} 字，只用了前 {max_chars} 字打标签")
+    if prediction.damaged:
+        lines.append("  注意：消息中有无法识别的字节，已换成 \ufffd，按替换后的文本打标签")
     lines += [f"  候选：{top}", f"  依据词：{'、'.join(prediction.top_terms) or '（无）'}",
               f"  严重程度：{entry.severity_name}"]
     if entry.has_rule:

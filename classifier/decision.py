@@ -85,8 +85,9 @@ def labelled_status(truncated: bool, damaged: bool) -> str:
 class Prediction:
     """What the classifier says about one message.
 
-    ``status`` is ``ok``, ``truncated`` (labelled from the first ``max_chars`` characters) or
-    ``empty`` (no text: no label, nothing to review).
+    ``status`` is ``ok``, ``truncated`` (labelled from the first ``max_chars`` characters),
+    ``ok_decoding_errors`` / ``truncated_decoding_errors`` (the same, from text whose undecodable
+    characters were replaced with U+FFFD) or ``empty`` (no text: no label, nothing to review).
     """
 
     label: str
@@ -104,7 +105,11 @@ class Prediction:
 
     @property
     def truncated(self) -> bool:
-        return self.status == "truncated"
+        return self.status.startswith("truncated")
+
+    @property
+    def damaged(self) -> bool:
+        return self.status.endswith("_decoding_errors")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""

@@ -2,7 +2,8 @@
 
 Reading never drops a row. A CSV line with a broken quote or the wrong number of fields
 comes back with an ``error`` and as much of its content as could be recovered; bytes that are
-not valid in the file's encoding are replaced (U+FFFD) and the row is marked ``damaged``.
+not valid in the file's encoding, and lone surrogates from any format (a JSON ``"\\ud83d"``),
+are replaced (U+FFFD) and the row is marked ``damaged``.
 Hostile files end in a clear ``TableError``: an XLSX that would expand beyond the limits
 below, a line longer than ``MAX_LINE_CHARS``, a JSON line nested too deep.
 
@@ -32,6 +33,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+from .text import repair as _repair
+
 TEXT_COLUMNS = ["text", "message", "content", "msg", "body", "内容", "聊天内容", "消息内容", "消息",
                 "买家留言", "留言", "文本", "评论", "评价内容", "评价", "review", "comment"]
 ROLE_COLUMNS = ["role", "sender", "sender_type", "speaker", "from", "发送方", "发送者", "发送人", "角色", "身份",
@@ -59,7 +62,7 @@ MAX_COLUMNS = 4096
 PARQUET_ROW_GROUP = 1 << 16   # rows per Parquet row group written
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _RISKY = set(FORMULA_START) | {"'"}  # first characters of a cell that may need the prefix
-_DAMAGED = re.compile("[\udc80-\udcff]")
+_DAMAGED = re.compile("[\ud800-\udfff]")  # lone surrogates: undecodable bytes, half of a broken pair
 
 
 class TableError(Exception):
@@ -73,7 +76,7 @@ class Row:
     line: int
     values: list[str]
     error: str | None = None
-    damaged: bool = False
+    damaged: bool = False  # some of its text was replaced with U+FFFD
 
 
 @dataclass
@@ -213,11 +216,11 @@ def _text_lines(path: str, encoding: str) -> Iterator[str]:
             yield line
 
 
-def _repair(text: str) -> tuple[str, bool]:
-    """``text`` with undecodable bytes as U+FFFD, and whether there were any."""
-    if _DAMAGED.search(text):
-        return _DAMAGED.sub("\ufffd", text), True
-    return text, False
+def _repair_cells(values: list[str]) -> tuple[list[str], bool]:
+    """``values`` with lone surrogates as U+FFFD, and whether there were any."""
+    if any(map(_DAMAGED.search, values)):
+        return [_repair(v)[0] for v in values], True
+    return values, False
 
 
 def _scan(line: str, delimiter: str, quoted: bool) -> str:
@@ -404,13 +407,16 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _json_object(line: str):
+def _json_object(line: str) -> dict:
+    """The object on a JSON line, its keys free of lone surrogates (an escape such as ``"\\ud83d"``)."""
     try:
         obj = json.loads(line)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
+    if any(map(_DAMAGED.search, obj)):
+        obj = {_repair(key)[0]: value for key, value in obj.items()}
     return obj
 
 
@@ -419,7 +425,7 @@ def _open_jsonl(path: str, encoding: str) -> TableReader:
     columns: dict[str, None] = {}
     for line in _text_lines(path, encoding):
         try:
-            columns.update(dict.fromkeys(map(str, _json_object(_repair(line)[0]))))
+            columns.update(dict.fromkeys(_json_object(_repair(line)[0])))
         except ValueError:
             continue
         if len(columns) > MAX_COLUMNS:
@@ -438,7 +444,8 @@ def _open_jsonl(path: str, encoding: str) -> TableReader:
             except ValueError as exc:
                 yield Row(number, [line.rstrip("\n")] + [""] * (len(header) - 1), f"invalid JSON: {exc}", damaged)
                 continue
-            yield Row(number, [_cell(obj.get(name)) for name in header], None, damaged)
+            values, escaped = _repair_cells([_cell(obj.get(name)) for name in header])
+            yield Row(number, values, None, damaged or escaped)
 
     return TableReader(path, "jsonl", header, encoding, rows())
 
@@ -527,7 +534,7 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
                          else f"sheet {worksheet.title!r} of {path} has no row {header_row}")
     at = 0 if header_row is not None else _header_at([v for _, v in seen])
     header_line, header = seen[at]
-    header = _unique_names(_trim(header))
+    header = _unique_names(_trim(_repair_cells(header)[0]))
     later = seen[at + 1 :]
     notes = [f"header found on row {header_line}; {at} row(s) above it skipped"] if at else []
 
@@ -537,7 +544,8 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
             for number, values in _chain(later, ((n, _trim([_cell(v) for v in vals])) for n, vals in cells)):
                 if not any(values):
                     continue
-                yield Row(number, _fit(values, width, " "))
+                values, damaged = _repair_cells(values)
+                yield Row(number, _fit(values, width, " "), damaged=damaged)
         except Exception as exc:
             raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {_reason(exc)}") from None
         finally:
@@ -581,11 +589,29 @@ def _open_parquet(path: str) -> TableReader:
     def rows() -> Iterator[Row]:
         number = 0
         for batch in parquet.iter_batches(batch_size=4096):
-            for record in zip(*(column.to_pylist() for column in batch.columns)):
+            decoded = [_values(column, path) for column in batch.columns]
+            lenient = any(bad for _, bad in decoded)
+            for record in zip(*(values for values, _ in decoded)):
                 number += 1
-                yield Row(number, [_cell(v) for v in record])
+                values = [_cell(v) for v in record]
+                values, damaged = _repair_cells(values) if lenient else (values, False)
+                yield Row(number, values, damaged=damaged)
 
     return TableReader(path, "parquet", header, None, rows(), types=types)
+
+
+def _values(column, path: str) -> tuple[list, bool]:
+    """A Parquet column's values, and whether some of its strings are not valid UTF-8 (a tool
+    that does not check them wrote the file): their bad bytes come back as lone surrogates."""
+    import pyarrow as pa
+
+    try:
+        return column.to_pylist(), False
+    except UnicodeDecodeError:
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            raise TableError(f"{path}: a {column.type} column holds text that is not valid UTF-8") from None
+    raw = column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+    return [None if v is None else v.decode("utf-8", "surrogateescape") for v in raw.to_pylist()], True
 
 
 def _restorable(arrow_type) -> bool:

@@ -677,6 +677,43 @@ def test_rows_with_undecodable_bytes_are_marked_and_counted(capsys, tmp_path, fm
     assert "note: 2 row(s) held bytes that are not valid utf-8" in err
 
 
+# -- lone surrogates: a broken escape or undecodable bytes never end a run -----------------------
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_json_escapes_of_lone_surrogates_are_marked_not_fatal(capsys, tmp_path, jobs):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "1", "text": "\\ud83d 假货"}\n'
+                   '{"id": "2", "text": "\\ud83d\\ude00 还没发货"}\n'  # a whole pair is one character
+                   '{"id": "3", "text": "好的", "extra": {"note": "\\udfff"}}\n'
+                   '{"id": "4", "\\udc80": "x", "text": "快递丢了"}\n', encoding="utf-8")
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "out.csv", "--jobs", jobs)
+    assert code == 0, err
+    table = read_output(tmp_path / "out.csv")
+    assert table[0][:4] == ["id", "text", "extra", "\ufffd"]
+    assert [row[:4] for row in table[1:]] == [["1", "\ufffd 假货", "", ""], ["2", "😀 还没发货", "", ""],
+                                              ["3", "好的", '{"note": "\ufffd"}', ""], ["4", "快递丢了", "", "x"]]
+    assert [row[-1] for row in table[1:]] == ["ok_decoding_errors", "ok", "ok_decoding_errors", "ok"]
+    assert "note: 2 row(s) held bytes that are not valid utf-8" in err
+
+
+def test_console_script_predict_with_undecodable_bytes_in_stdin_and_arguments():
+    result = script("predict", "--json", "-", stdin="好的\n".encode("utf-8") + b"\xff\xfe" + "假货\n".encode("utf-8"))
+    assert result.returncode == 0, result.err
+    records = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+    assert [(r["text"], r["status"]) for r in records] == [("好的", "ok"), ("\ufffd\ufffd假货", "ok_decoding_errors")]
+    assert records[1]["label"] in LABELS
+    result = subprocess.run([str(SCRIPT), "predict", b"\xff\xfe" + "假货".encode("utf-8")], capture_output=True,
+                            timeout=60, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    out = result.stdout.decode("utf-8")
+    assert result.returncode == 0 and not result.stderr
+    assert "消息：\ufffd\ufffd假货" in out and "无法识别的字节" in out
+
+
+def test_library_labels_text_with_lone_surrogates(model):
+    texts = ["\ud83d 假货", "\udcff" + "还没发货" * 600, "好的"]
+    assert [p.status for p in model.classify(texts)] == ["ok_decoding_errors", "truncated_decoding_errors", "ok"]
+    assert len(model.predict(texts)) == 3 and model.decide(texts).label.shape == (3,)
+
+
 # -- formulas from the input are text in every output -------------------------------------------
 FORMULA_HEADER = ["=HYPERLINK(\"http://x.cn\",\"点这里\")", "会话ID", "发送方", "内容", "@SUM(A1)"]
 FORMULA_ROWS = [["=1+1", "=cmd|' /C calc'!A0", "买家", "=HYPERLINK(\"http://x.cn\",\"退款\") 还没发货", "+1"],
