@@ -301,9 +301,11 @@ def cmd_label(args) -> int:
             header_row=args.header_row, jobs=args.jobs, max_chars=args.max_chars, redact=args.redact,
             raw_cells=args.raw_cells, progress=progress, on_columns=on_columns,
         )
-    except (KeyboardInterrupt, Terminated, WorkerError) as exc:
+    except (KeyboardInterrupt, Terminated, WorkerError, BrokenPipeError) as exc:
         if bar is not None:
             bar.close()
+        if isinstance(exc, BrokenPipeError):
+            raise  # stdout's reader has gone (``| head``): main ends the run quietly
         if isinstance(exc, WorkerError):
             print(f"{PROG}: error: {exc} after {done[0]} rows; {kept}", file=sys.stderr)
             return 1

@@ -750,6 +750,8 @@ class TableWriter:
             return action(*args)
         except OSError as exc:
             self.abort()
+            if isinstance(exc, BrokenPipeError) and self.path == "-":
+                raise  # the reader of stdout has gone (``| head``): the caller ends the run quietly
             reason = "no space left on the device" if exc.errno == 28 else exc.strerror or str(exc)
             raise TableError(f"cannot write {self.path}: {reason}") from None
 

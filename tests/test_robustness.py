@@ -714,6 +714,25 @@ def test_library_labels_text_with_lone_surrogates(model):
     assert len(model.predict(texts)) == 3 and model.decide(texts).label.shape == (3,)
 
 
+# -- stdout closed early (``| head``) ------------------------------------------------------------
+@pytest.mark.parametrize("command", ["label", "predict"])
+def test_closed_stdout_pipe_ends_the_run_quietly(tmp_path, command):
+    texts = [f"第{i}条 还没发货，怎么回事" for i in range(3000)]  # far more output than a pipe holds
+    if command == "label":
+        args = ["label", write_csv(tmp_path / "in.csv", ["内容"], [[t] for t in texts]), "-o", "-", "-q", "--jobs", "2"]
+    else:
+        args = ["predict", "--json", "-"]
+    proc = subprocess.Popen([str(SCRIPT), *map(str, args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    if command == "predict":
+        proc.stdin.write("".join(t + "\n" for t in texts).encode("utf-8"))
+    proc.stdin.close()
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode("utf-8", "replace")
+    assert proc.wait(timeout=60) == 0 and err == ""  # no error, no "Exception ignored … BrokenPipeError"
+
+
 # -- formulas from the input are text in every output -------------------------------------------
 FORMULA_HEADER = ["=HYPERLINK(\"http://x.cn\",\"点这里\")", "会话ID", "发送方", "内容", "@SUM(A1)"]
 FORMULA_ROWS = [["=1+1", "=cmd|' /C calc'!A0", "买家", "=HYPERLINK(\"http://x.cn\",\"退款\") 还没发货", "+1"],
