@@ -50,7 +50,8 @@ _SELLER_NICKNAME = re.compile(r"旗舰店|专营店|专卖店|官方|客服|商�
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".parquet": "parquet"}
 ENCODINGS = ["utf-8", "gb18030"]
-SAMPLE_BYTES = 1 << 16
+SAMPLE_BYTES = 1 << 16        # the encoding is judged on this much text from the first non-ASCII byte ...
+MAX_ASCII_PREFIX = 1 << 25    # ... searched for up to 32 MiB into the file
 MAX_RECORD_CHARS = 1 << 22    # a quoted field longer than this is taken as an unbalanced quote
 MAX_LINE_CHARS = 1 << 24      # a physical line is read up to this many characters; the rest is dropped and the row marked
 HEADER_SEARCH_ROWS = 10       # the header is the first of these rows that names a known column
@@ -63,6 +64,7 @@ PARQUET_ROW_GROUP = 1 << 16   # rows per Parquet row group written
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _RISKY = set(FORMULA_START) | {"'"}  # first characters of a cell that may need the prefix
 _DAMAGED = re.compile("[\ud800-\udfff]")  # lone surrogates: undecodable bytes, half of a broken pair
+_NON_ASCII = re.compile(b"[\x80-\xff]")
 
 
 class TableError(Exception):
@@ -135,11 +137,22 @@ def table_format(path: str | os.PathLike, override: str | None = None) -> str:
 
 
 def detect_encoding(path: str | os.PathLike) -> str:
-    """UTF-8 (with or without BOM) or GB18030, judged on the first 64 KiB."""
+    """UTF-8 (with or without BOM) or GB18030, judged on 64 KiB from the first non-ASCII byte
+    (an export may start with thousands of ASCII-only rows); a file whose first 32 MiB are
+    ASCII is taken as UTF-8."""
     with open(path, "rb") as fh:
         sample = fh.read(SAMPLE_BYTES)
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
+        if sample.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        scanned = len(sample)
+        while not (found := _NON_ASCII.search(sample)) and len(sample) == SAMPLE_BYTES \
+                and scanned < MAX_ASCII_PREFIX:
+            sample = fh.read(SAMPLE_BYTES)
+            scanned += len(sample)
+        if not found:
+            return "utf-8"
+        sample = sample[found.start():]  # ASCII before it: a character boundary in both encodings
+        sample += fh.read(SAMPLE_BYTES - len(sample))
     final = len(sample) < SAMPLE_BYTES
     for encoding in ENCODINGS:
         try:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier import LABELS, artifact
+from classifier import LABELS, artifact, tabular
 from classifier.batch import LABEL_COLUMNS
 from classifier.cli import main
 from classifier.tabular import neutralise, read_table
@@ -265,6 +265,28 @@ def test_wrong_explicit_encoding_keeps_every_row(capsys, tmp_path):
     rows = [["1", re.sub("[\udc80-\udcff]", "\ufffd", as_utf8("还没发货"))],
             ["2", re.sub("[\udc80-\udcff]", "\ufffd", as_utf8("快递丢了"))]]  # one U+FFFD per undecodable byte
     label(capsys, tmp_path, src, ["id", "text"], rows, "--encoding", "utf-8")
+
+
+def test_gb18030_after_an_ascii_prefix_longer_than_the_sample(capsys, tmp_path):
+    header = ["id", "text"]
+    rows = [[str(i), f"order {i} ok"] for i in range(8000)] + [["8000", "还没发货"], ["8001", "快递丢了"]]
+    src = write_csv(tmp_path / "in.csv", header, [])
+    with open(src, "a", encoding="gb18030", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    assert src.read_bytes()[: 2 * tabular.SAMPLE_BYTES].isascii()
+    out = label(capsys, tmp_path, src, header, rows)
+    assert {r["status"] for r in out} == {"ok"} and out[-2]["label"] == "late_shipment"
+
+
+def test_ascii_prefix_beyond_the_search_is_read_as_utf8_and_the_damage_shown(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(tabular, "MAX_ASCII_PREFIX", 2 * tabular.SAMPLE_BYTES)
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"id,text\n" + b"".join(b"%d,order %d ok\n" % (i, i) for i in range(12000))
+                    + "12000,还没发货\n".encode("gb18030"))
+    assert tabular.detect_encoding(src) == "utf-8"
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "out.csv", "--jobs", "1")
+    assert code == 0 and "1 row(s) held bytes that are not valid utf-8" in err and "--encoding" in err
+    assert read_output(tmp_path / "out.csv")[-1][-1] == "ok_decoding_errors"
 
 
 # -- long lines and quotes --------------------------------------------------------------------
