@@ -10,7 +10,8 @@ below, a line longer than ``MAX_LINE_CHARS``, a JSON line nested too deep.
 Writing is injection-safe: a cell or column name from the input that starts like a formula
 (``= + - @``, tab, carriage return) is written to CSV/TSV behind a ``'`` (the OWASP rule, so
 Excel shows it as text; ``raw_cells=True`` turns this off for machine consumers) and to XLSX as
-a string cell, never a formula. Our readers undo the prefix, so a round trip loses nothing.
+a string cell, never a formula. Our readers undo the prefix in a file that one of our writers
+made (``is_own_output``), so a round trip loses nothing; any other file is read as it is.
 
 Parquet is read a row group at a time and written in row groups of ``PARQUET_ROW_GROUP`` rows,
 so memory stays bounded; a Parquet input's numbers, booleans, dates and timestamps come back as
@@ -65,6 +66,10 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _RISKY = set(FORMULA_START) | {"'"}  # first characters of a cell that may need the prefix
 _DAMAGED = re.compile("[\ud800-\udfff]")  # lone surrogates: undecodable bytes, half of a broken pair
 _NON_ASCII = re.compile(b"[\x80-\xff]")
+# Columns that only our outputs carry together: a labelled table or conversations file
+# (batch.LABEL_COLUMNS, batch.CONVERSATION_OUTPUT_COLUMNS) and a review sheet (sampling.SHEET_COLUMNS).
+OWN_OUTPUT_COLUMNS = ({"label_name", "confidence", "is_dispute", "needs_review"},
+                      {"model_label", "model_label_name", "model_confidence"})
 
 
 class TableError(Exception):
@@ -343,7 +348,10 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
         raise TableError(f"input file is empty: {path}" if header_row is None else
                          f"input file has fewer than {header_row} rows: {path}")
     at = 0 if header_row is not None else _header_at([_parse(record[1], delimiter) for record in head])
-    header = [_undo_prefix(_repair(name.strip())[0]) for name in _parse(head[at][1], delimiter)]
+    header = [_repair(name.strip())[0] for name in _parse(head[at][1], delimiter)]
+    ours = is_own_output(header)
+    if ours:
+        header = [_undo_prefix(name) for name in header]
     if not any(header):
         raise TableError(f"input file has no header row: {path}")
     if any("\x00" in name for name in header):
@@ -370,7 +378,7 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
                 continue
             try:
                 values = _parse(lines, delimiter)
-                if "'" in text:
+                if ours and "'" in text:
                     values = [_undo_prefix(v) for v in values]
             except csv.Error as exc:
                 yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), f"bad CSV: {exc}", damaged)
@@ -387,8 +395,16 @@ def _chain(first: list, rest: Iterator) -> Iterator:
     yield from rest
 
 
+def is_own_output(header: list[str]) -> bool:
+    """Whether a table with this header was written by this tool (``OWN_OUTPUT_COLUMNS``): only
+    then is a ``'`` before a formula character our prefix, to be dropped on reading."""
+    names = set(header)
+    return any(columns <= names for columns in OWN_OUTPUT_COLUMNS)
+
+
 def _undo_prefix(value: str) -> str:
-    """A cell our writer neutralised (``'=…``) back to what the input held."""
+    """A cell our writer neutralised back to what the input held: ``'`` dropped before what
+    ``neutralise`` prefixes (``'=…``, ``'+…``, ``'-…``, ``'@…``, tab, CR, or ``'`` before those)."""
     return value[1:] if value[:1] == "'" and _looks_like_formula(value[1:]) else value
 
 

@@ -789,3 +789,21 @@ def test_formulas_in_headers_and_cells_are_text_in_labels_conversations_and_revi
     assert labelled.iloc[:, :5].values.tolist() == FORMULA_ROWS
     assert sorted(review.iloc[:, :5].values.tolist()) == sorted(FORMULA_ROWS)
     assert set(read_table(conversations)["conversation_id"]) == {"=cmd|' /C calc'!A0", "@c2"}
+
+
+def test_leading_apostrophe_in_a_table_we_did_not_write_is_kept(capsys, tmp_path):
+    header = ["会话ID", "发送方", "聊天内容"]
+    rows = [["s1", "买家", "'-_-' 无语"], ["'s2", "买家", "'=1+1 还没发货"], ["s3", "'买家", "''+1 好的"]]
+    src = write_csv(tmp_path / "in.csv", header, rows)
+    out = label(capsys, tmp_path, src, header, rows)  # every cell as the buyer's export holds it
+    assert [r["status"] for r in out] == ["ok", "ok", "not_buyer"]
+    assert read_table(src).values.tolist() == rows  # as evaluate and train --extra read a table from elsewhere
+
+
+def test_our_outputs_are_recognised_as_ours():
+    from classifier.batch import CONVERSATION_OUTPUT_COLUMNS, output_columns
+    from classifier.sampling import SHEET_COLUMNS
+
+    assert tabular.is_own_output(output_columns(["内容"])) and tabular.is_own_output(CONVERSATION_OUTPUT_COLUMNS)
+    assert tabular.is_own_output(["内容"] + SHEET_COLUMNS)
+    assert not tabular.is_own_output(["text", "label", "status", "correct_label", "confidence"])
