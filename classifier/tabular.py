@@ -1,9 +1,10 @@
 """Read and write tables of messages: CSV, TSV, XLSX, JSONL and Parquet, streamed in chunks.
 
-Reading never drops a row. A CSV line with a broken quote or the wrong number of fields
-comes back with an ``error`` and as much of its content as could be recovered; bytes that are
-not valid in the file's encoding, and lone surrogates from any format (a JSON ``"\\ud83d"``),
-are replaced (U+FFFD) and the row is marked ``damaged``.
+Reading never drops a row. A CSV line with a broken quote or the wrong number of fields (an
+XLSX row with more cells than the header) comes back with an ``error`` and as much of its
+content as could be recovered; bytes that are not valid in the file's encoding, and lone
+surrogates from any format (a JSON ``"\\ud83d"``), are replaced (U+FFFD) and the row is marked
+``damaged``.
 Hostile files end in a clear ``TableError``: an XLSX that would expand beyond the limits
 below, a line longer than ``MAX_LINE_CHARS``, a JSON line nested too deep.
 
@@ -574,7 +575,8 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
                 if not any(values):
                     continue
                 values, damaged = _repair_cells(values)
-                yield Row(number, _fit(values, width, " "), damaged=damaged)
+                error = f"expected {width} fields, got {len(values)}" if len(values) > width else None
+                yield Row(number, _fit(values, width, " "), error, damaged)
         except Exception as exc:
             raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {_reason(exc)}") from None
         finally:
