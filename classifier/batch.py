@@ -93,6 +93,7 @@ class Summary:
 
     columns: Columns
     encoding: str | None
+    notes: list[str] = field(default_factory=list)  # what the reader says about the input (``TableReader.notes``)
     rows_read: int = 0
     statuses: Counter = field(default_factory=Counter)
     labels: Counter = field(default_factory=Counter)
@@ -354,7 +355,7 @@ def label_table(
     columns = resolve_columns(reader.columns, text_column, role_column, conversation_column, buyer_values,
                               seller_values, by_conversation)
     options = Options(max_chars or model.max_chars, redact)
-    summary = Summary(columns, reader.encoding)
+    summary = Summary(columns, reader.encoding, reader.notes)
     pool = ConversationPool() if columns.conversation and by_conversation else None
     jobs = max(1, jobs or os.cpu_count() or 1)
     chunks = reader.chunks(chunk_size)

@@ -351,6 +351,8 @@ def _print_summary(args, summary, seconds: float, conversations) -> None:
     print(f"rows read {summary.rows_read}, treated as buyer {buyers}, labelled {summary.labelled} "
           f"(disputes {summary.disputes}, truncated {summary.truncated}), skipped: {skipped}; "
           f"needs review {summary.needs_review}; {seconds:.1f}s", file=sys.stderr)
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
     if summary.damaged:
         print(f"note: {summary.damaged} row(s) held bytes that are not valid {summary.encoding or 'UTF-8'}; they "
               "were labelled from the damaged text (status ok_decoding_errors or truncated_decoding_errors); "

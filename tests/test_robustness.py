@@ -390,6 +390,14 @@ def test_duplicate_headers(capsys, tmp_path):
     assert out[0]["label"] == "late_shipment"
 
 
+def test_title_lines_above_the_header_are_skipped_and_said(capsys, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("2026年11月 聊天导出\n\n会话ID,发送方,聊天内容\ns1,买家,还没发货\n", encoding="utf-8")
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "out.csv", "--jobs", "1")
+    assert code == 0 and "note: header found on line 3; 2 line(s) above it skipped" in err
+    assert [row[2] for row in read_output(tmp_path / "out.csv")] == ["聊天内容", "还没发货"]
+
+
 # -- NaN-like cells ---------------------------------------------------------------------------
 NAN_LIKE = ["NaN", "nan", "null", "NULL", "None", "none", "N/A", "#N/A", "NA", "-", "undefined", "0"]
 
