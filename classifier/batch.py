@@ -5,9 +5,11 @@ called by the local engine here (``label_table``) and by the Dask engine (``dist
 returns the chunk with its original columns unchanged plus the label columns and a ``status``:
 
 * ``ok``          labelled;
+* ``truncated``   labelled from the first ``max_chars`` characters;
+* ``ok_decoding_errors`` / ``truncated_decoding_errors``
+                  the same, from text in which undecodable bytes were replaced with U+FFFD;
 * ``empty``       no text to label;
 * ``not_buyer``   a seller or system message (only buyer messages are labelled);
-* ``truncated``   labelled from the first ``max_chars`` characters;
 * ``error:<why>`` the row could not be parsed as it stands (kept as far as it was read).
 
 The local engine splits ``label_chunk`` at its seam: the main process reads, ``prepare``-s and
@@ -29,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import knowledge
-from .decision import REVIEW_REASONS, Decisions
+from .decision import REVIEW_REASONS, Decisions, labelled_status
 from .model import ComplaintClassifier
 from .redact import redact as redact_text
 from .tabular import (BUYER_VALUES, CONVERSATION_COLUMNS, ROLE_COLUMNS, TEXT_COLUMNS, TIME_COLUMNS,
@@ -44,7 +46,7 @@ LABEL_TYPES = {"confidence": "float64", "dispute_probability": "float64", "is_di
                "needs_review": "bool"}  # for Parquet output; the other label columns are text
 CONVERSATION_TYPES = {"confidence": "float64", "is_dispute": "bool", "needs_review": "bool",
                       "buyer_messages": "int64", "driving_line": "int64"}
-LABELLED = ("ok", "truncated", "ok_decoding_errors")
+LABELLED = ("ok", "truncated", "ok_decoding_errors", "truncated_decoding_errors")
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Summary:
 
     columns: Columns
     encoding: str | None
+    notes: list[str] = field(default_factory=list)  # what the reader says about the input (``TableReader.notes``)
     rows_read: int = 0
     statuses: Counter = field(default_factory=Counter)
     labels: Counter = field(default_factory=Counter)
@@ -101,6 +104,16 @@ class Summary:
     @property
     def labelled(self) -> int:
         return sum(self.statuses[s] for s in LABELLED)
+
+    @property
+    def truncated(self) -> int:
+        """Rows labelled from their first ``max_chars`` characters."""
+        return self.statuses["truncated"] + self.statuses["truncated_decoding_errors"]
+
+    @property
+    def damaged(self) -> int:
+        """Rows labelled from text with undecodable bytes replaced."""
+        return self.statuses["ok_decoding_errors"] + self.statuses["truncated_decoding_errors"]
 
     @property
     def skipped(self) -> dict[str, int]:
@@ -202,8 +215,7 @@ def prepare(frame: pd.DataFrame, columns: Columns, options: Options, errors=None
         elif not text.strip():
             statuses.append("empty")
         else:
-            statuses.append("ok_decoding_errors" if damaged is not None and damaged[i]
-                            else "truncated" if len(text) > options.max_chars else "ok")
+            statuses.append(labelled_status(len(text) > options.max_chars, damaged is not None and bool(damaged[i])))
             texts.append(text[: options.max_chars])
     return texts, statuses
 
@@ -348,7 +360,7 @@ def label_table(
     columns = resolve_columns(reader.columns, text_column, role_column, conversation_column, buyer_values,
                               seller_values, by_conversation)
     options = Options(max_chars or model.max_chars, redact)
-    summary = Summary(columns, reader.encoding)
+    summary = Summary(columns, reader.encoding, reader.notes)
     pool = ConversationPool() if columns.conversation and by_conversation else None
     jobs = max(1, jobs or os.cpu_count() or 1)
     chunks = reader.chunks(chunk_size)

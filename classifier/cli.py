@@ -213,21 +213,26 @@ def _check_outputs(*paths, inputs=()) -> None:
 
 # -- predict -----------------------------------------------------------------------------------------
 def _read_messages(args) -> list[str]:
+    """The messages to label; bytes that are not valid in the terminal's encoding (in arguments as in
+    stdin) come as lone surrogates, which ``classify`` reports and the output shows as U+FFFD."""
     if args.texts and args.texts != ["-"]:
         return args.texts
     if not args.texts and sys.stdin.isatty():
         raise UsageError("give a message, or pipe messages in one per line (TEXT '-')")
+    sys.stdin.reconfigure(errors="surrogateescape")
     return [line.rstrip("\r\n") for line in sys.stdin]
 
 
 def cmd_predict(args) -> int:
     from . import knowledge
+    from .text import repair
 
     model = _load(args)
     texts = _read_messages(args)
     dates = dict(order_placed=args.order_date, trade_success=args.trade_success_date,
                  trade_closed=args.trade_closed_date, today=args.today)
     for text, prediction in zip(texts, model.classify(texts, k=args.top)):
+        text = repair(text)[0]
         deadline = knowledge.complaint_deadline(prediction.label, **dates) if prediction.label else None
         if args.json:
             record = {"text": text, **prediction.to_dict()}
@@ -257,6 +262,8 @@ def _format_prediction(text, prediction, deadline, max_chars: int) -> str:
         lines.append(f"  ⚠ 需人工复核：{reasons}")
     if prediction.truncated:
         lines.append(f"  注意：消息有 {len(text)} 字，只用了前 {max_chars} 字打标签")
+    if prediction.damaged:
+        lines.append("  注意：消息中有无法识别的字节，已换成 \ufffd，按替换后的文本打标签")
     lines += [f"  候选：{top}", f"  依据词：{'、'.join(prediction.top_terms) or '（无）'}",
               f"  严重程度：{entry.severity_name}"]
     if entry.has_rule:
@@ -318,9 +325,11 @@ def cmd_label(args) -> int:
             header_row=args.header_row, jobs=args.jobs, max_chars=args.max_chars, redact=args.redact,
             raw_cells=args.raw_cells, progress=progress, on_columns=on_columns,
         )
-    except (KeyboardInterrupt, Terminated, WorkerError) as exc:
+    except (KeyboardInterrupt, Terminated, WorkerError, BrokenPipeError) as exc:
         if bar is not None:
             bar.close()
+        if isinstance(exc, BrokenPipeError):
+            raise  # stdout's reader has gone (``| head``): main ends the run quietly
         if isinstance(exc, WorkerError):
             print(f"{PROG}: error: {exc} after {done[0]} rows; {kept}", file=sys.stderr)
             return 1
@@ -364,11 +373,13 @@ def _print_summary(args, summary, seconds: float, conversations) -> None:
     skipped = ", ".join(f"{k} {v}" for k, v in summary.skipped.items()) or "none"
     buyers = summary.labelled + summary.statuses["empty"]
     print(f"rows read {summary.rows_read}, treated as buyer {buyers}, labelled {summary.labelled} "
-          f"(disputes {summary.disputes}, truncated {summary.statuses['truncated']}), skipped: {skipped}; "
+          f"(disputes {summary.disputes}, truncated {summary.truncated}), skipped: {skipped}; "
           f"needs review {summary.needs_review}; {seconds:.1f}s", file=sys.stderr)
-    if summary.statuses["ok_decoding_errors"]:
-        print(f"note: {summary.statuses['ok_decoding_errors']} row(s) held bytes that are not valid "
-              f"{summary.encoding}; they were labelled from the damaged text (status ok_decoding_errors); "
+    for note in summary.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if summary.damaged:
+        print(f"note: {summary.damaged} row(s) held bytes that are not valid {summary.encoding or 'UTF-8'}; they "
+              "were labelled from the damaged text (status ok_decoding_errors or truncated_decoding_errors); "
               "pass --encoding if the file is in another encoding", file=sys.stderr)
     if conversations:
         print(f"conversations labelled {summary.conversations} -> {conversations}", file=sys.stderr)
@@ -414,9 +425,9 @@ def _label_on_dask(args) -> int:
               file=sys.stderr)
         raise
     if show:
-        statuses = manifest["statuses"]
-        skipped = ", ".join(f"{k} {v}" for k, v in statuses.items() if k not in ("ok", "truncated",
-                                                                                  "ok_decoding_errors")) or "none"
+        from .batch import LABELLED
+
+        skipped = ", ".join(f"{k} {v}" for k, v in manifest["statuses"].items() if k not in LABELLED) or "none"
         print(f"parts {len(manifest['parts'])} (failed {len(manifest['failed'])}), rows read {manifest['rows_read']}, "
               f"labelled {manifest['labelled']}, skipped: {skipped}; {manifest['seconds']:.1f}s", file=sys.stderr)
         conversations = manifest.get("conversations", {})

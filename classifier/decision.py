@@ -75,12 +75,19 @@ def decide(probabilities: np.ndarray, classes, flags: np.ndarray, *, dispute_thr
                      dispute_probability.astype(np.float32), is_dispute, needs_review, flags)
 
 
+def labelled_status(truncated: bool, damaged: bool) -> str:
+    """The status of a labelled message: ``ok`` or ``truncated``, with ``_decoding_errors`` when its
+    text had characters replaced with U+FFFD."""
+    return ("truncated" if truncated else "ok") + ("_decoding_errors" if damaged else "")
+
+
 @dataclass
 class Prediction:
     """What the classifier says about one message.
 
-    ``status`` is ``ok``, ``truncated`` (labelled from the first ``max_chars`` characters) or
-    ``empty`` (no text: no label, nothing to review).
+    ``status`` is ``ok``, ``truncated`` (labelled from the first ``max_chars`` characters),
+    ``ok_decoding_errors`` / ``truncated_decoding_errors`` (the same, from text whose undecodable
+    characters were replaced with U+FFFD) or ``empty`` (no text: no label, nothing to review).
     """
 
     label: str
@@ -98,7 +105,11 @@ class Prediction:
 
     @property
     def truncated(self) -> bool:
-        return self.status == "truncated"
+        return self.status.startswith("truncated")
+
+    @property
+    def damaged(self) -> bool:
+        return self.status.endswith("_decoding_errors")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""

@@ -15,8 +15,9 @@ from functools import lru_cache
 import numpy as np
 
 from . import knowledge
-from .decision import Decisions, Prediction, decide
+from .decision import Decisions, Prediction, decide, labelled_status
 from .features import FORM, NO_KNOWN_TERM, Analyzer, SparseRows, Terms, Vectorizer, display, prefixed, text_flags
+from .text import repair
 
 
 class ComplaintClassifier:
@@ -163,7 +164,9 @@ class ComplaintClassifier:
     # -- predictions for people ------------------------------------------------------------
     def classify(self, texts, k: int = 3) -> list[Prediction]:
         """Full predictions: label, probabilities, dispute flag, top ``k``, review flag and reasons,
-        the terms that drove the label, rule and advice. Blank messages come back ``empty``."""
+        the terms that drove the label, rule and advice. Blank messages come back ``empty``; a
+        message with lone surrogates (undecodable bytes) is labelled with them as U+FFFD and its
+        status says so."""
         texts = _check_texts(texts)
         filled = [i for i, t in enumerate(texts) if t.strip()]
         decisions, rows = self._decide([texts[i] for i in filled], k)
@@ -186,7 +189,7 @@ class ComplaintClassifier:
                 top_terms=[t for t, _ in terms[position]],
                 rule=rule,
                 advice=advice,
-                status="truncated" if len(texts[i]) > self.max_chars else "ok",
+                status=labelled_status(len(texts[i]) > self.max_chars, repair(texts[i])[1]),
             )
         return out
 

@@ -76,7 +76,7 @@ def _sections(summary) -> list[tuple[str, str, list[str], list[list]]]:
     """The report as (heading, paragraph or ``CHART``, table header, table rows) sections."""
     labelled = max(1, summary.labelled)
     buyers = summary.labelled + summary.statuses["empty"]
-    damaged = summary.statuses["ok_decoding_errors"]
+    damaged = summary.damaged
     lead = (f"读取 {summary.rows_read} 行，其中买家消息 {buyers} 条；已标注 {summary.labelled} 条，"
             f"其中纠纷 {summary.disputes} 条（{summary.disputes / labelled:.1%}），"
             f"需人工复核 {summary.needs_review} 条（{summary.needs_review / labelled:.1%}）。"

@@ -1,15 +1,18 @@
 """Read and write tables of messages: CSV, TSV, XLSX, JSONL and Parquet, streamed in chunks.
 
-Reading never drops a row. A CSV line with a broken quote or the wrong number of fields
-comes back with an ``error`` and as much of its content as could be recovered; bytes that are
-not valid in the file's encoding are replaced (U+FFFD) and the row is marked ``damaged``.
+Reading never drops a row. A CSV line with a broken quote or the wrong number of fields (an
+XLSX row with more cells than the header) comes back with an ``error`` and as much of its
+content as could be recovered; bytes that are not valid in the file's encoding, and lone
+surrogates from any format (a JSON ``"\\ud83d"``), are replaced (U+FFFD) and the row is marked
+``damaged``.
 Hostile files end in a clear ``TableError``: an XLSX that would expand beyond the limits
 below, a line longer than ``MAX_LINE_CHARS``, a JSON line nested too deep.
 
 Writing is injection-safe: a cell or column name from the input that starts like a formula
 (``= + - @``, tab, carriage return) is written to CSV/TSV behind a ``'`` (the OWASP rule, so
 Excel shows it as text; ``raw_cells=True`` turns this off for machine consumers) and to XLSX as
-a string cell, never a formula. Our readers undo the prefix, so a round trip loses nothing.
+a string cell, never a formula. Our readers undo the prefix in a file that one of our writers
+made (``is_own_output``), so a round trip loses nothing; any other file is read as it is.
 
 Parquet is read a row group at a time and written in row groups of ``PARQUET_ROW_GROUP`` rows,
 so memory stays bounded; a Parquet input's numbers, booleans, dates and timestamps come back as
@@ -32,6 +35,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+from .text import repair as _repair
+
 TEXT_COLUMNS = ["text", "message", "content", "msg", "body", "内容", "聊天内容", "消息内容", "消息",
                 "买家留言", "留言", "文本", "评论", "评价内容", "评价", "review", "comment"]
 ROLE_COLUMNS = ["role", "sender", "sender_type", "speaker", "from", "发送方", "发送者", "发送人", "角色", "身份",
@@ -47,7 +52,8 @@ _SELLER_NICKNAME = re.compile(r"旗舰店|专营店|专卖店|官方|客服|商�
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".parquet": "parquet"}
 ENCODINGS = ["utf-8", "gb18030"]
-SAMPLE_BYTES = 1 << 16
+SAMPLE_BYTES = 1 << 16        # the encoding is judged on this much text from the first non-ASCII byte ...
+MAX_ASCII_PREFIX = 1 << 25    # ... searched for up to 32 MiB into the file
 MAX_RECORD_CHARS = 1 << 22    # a quoted field longer than this is taken as an unbalanced quote
 MAX_LINE_CHARS = 1 << 24      # a physical line is read up to this many characters; the rest is dropped and the row marked
 HEADER_SEARCH_ROWS = 10       # the header is the first of these rows that names a known column
@@ -59,7 +65,12 @@ MAX_COLUMNS = 4096
 PARQUET_ROW_GROUP = 1 << 16   # rows per Parquet row group written
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _RISKY = set(FORMULA_START) | {"'"}  # first characters of a cell that may need the prefix
-_DAMAGED = re.compile("[\udc80-\udcff]")
+_DAMAGED = re.compile("[\ud800-\udfff]")  # lone surrogates: undecodable bytes, half of a broken pair
+_NON_ASCII = re.compile(b"[\x80-\xff]")
+# Columns that only our outputs carry together: a labelled table or conversations file
+# (batch.LABEL_COLUMNS, batch.CONVERSATION_OUTPUT_COLUMNS) and a review sheet (sampling.SHEET_COLUMNS).
+OWN_OUTPUT_COLUMNS = ({"label_name", "confidence", "is_dispute", "needs_review"},
+                      {"model_label", "model_label_name", "model_confidence"})
 
 
 class TableError(Exception):
@@ -73,7 +84,7 @@ class Row:
     line: int
     values: list[str]
     error: str | None = None
-    damaged: bool = False
+    damaged: bool = False  # some of its text was replaced with U+FFFD
 
 
 @dataclass
@@ -132,11 +143,22 @@ def table_format(path: str | os.PathLike, override: str | None = None) -> str:
 
 
 def detect_encoding(path: str | os.PathLike) -> str:
-    """UTF-8 (with or without BOM) or GB18030, judged on the first 64 KiB."""
+    """UTF-8 (with or without BOM) or GB18030, judged on 64 KiB from the first non-ASCII byte
+    (an export may start with thousands of ASCII-only rows); a file whose first 32 MiB are
+    ASCII is taken as UTF-8."""
     with open(path, "rb") as fh:
         sample = fh.read(SAMPLE_BYTES)
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
+        if sample.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        scanned = len(sample)
+        while not (found := _NON_ASCII.search(sample)) and len(sample) == SAMPLE_BYTES \
+                and scanned < MAX_ASCII_PREFIX:
+            sample = fh.read(SAMPLE_BYTES)
+            scanned += len(sample)
+        if not found:
+            return "utf-8"
+        sample = sample[found.start():]  # ASCII before it: a character boundary in both encodings
+        sample += fh.read(SAMPLE_BYTES - len(sample))
     final = len(sample) < SAMPLE_BYTES
     for encoding in ENCODINGS:
         try:
@@ -213,11 +235,11 @@ def _text_lines(path: str, encoding: str) -> Iterator[str]:
             yield line
 
 
-def _repair(text: str) -> tuple[str, bool]:
-    """``text`` with undecodable bytes as U+FFFD, and whether there were any."""
-    if _DAMAGED.search(text):
-        return _DAMAGED.sub("\ufffd", text), True
-    return text, False
+def _repair_cells(values: list[str]) -> tuple[list[str], bool]:
+    """``values`` with lone surrogates as U+FFFD, and whether there were any."""
+    if any(map(_DAMAGED.search, values)):
+        return [_repair(v)[0] for v in values], True
+    return values, False
 
 
 def _scan(line: str, delimiter: str, quoted: bool) -> str:
@@ -327,7 +349,10 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
         raise TableError(f"input file is empty: {path}" if header_row is None else
                          f"input file has fewer than {header_row} rows: {path}")
     at = 0 if header_row is not None else _header_at([_parse(record[1], delimiter) for record in head])
-    header = [_undo_prefix(_repair(name.strip())[0]) for name in _parse(head[at][1], delimiter)]
+    header = [_repair(name.strip())[0] for name in _parse(head[at][1], delimiter)]
+    ours = is_own_output(header)
+    if ours:
+        header = [_undo_prefix(name) for name in header]
     if not any(header):
         raise TableError(f"input file has no header row: {path}")
     if any("\x00" in name for name in header):
@@ -354,7 +379,7 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
                 continue
             try:
                 values = _parse(lines, delimiter)
-                if "'" in text:
+                if ours and "'" in text:
                     values = [_undo_prefix(v) for v in values]
             except csv.Error as exc:
                 yield Row(line, _fit(text.rstrip("\r\n").split(delimiter), width, delimiter), f"bad CSV: {exc}", damaged)
@@ -371,8 +396,16 @@ def _chain(first: list, rest: Iterator) -> Iterator:
     yield from rest
 
 
+def is_own_output(header: list[str]) -> bool:
+    """Whether a table with this header was written by this tool (``OWN_OUTPUT_COLUMNS``): only
+    then is a ``'`` before a formula character our prefix, to be dropped on reading."""
+    names = set(header)
+    return any(columns <= names for columns in OWN_OUTPUT_COLUMNS)
+
+
 def _undo_prefix(value: str) -> str:
-    """A cell our writer neutralised (``'=…``) back to what the input held."""
+    """A cell our writer neutralised back to what the input held: ``'`` dropped before what
+    ``neutralise`` prefixes (``'=…``, ``'+…``, ``'-…``, ``'@…``, tab, CR, or ``'`` before those)."""
     return value[1:] if value[:1] == "'" and _looks_like_formula(value[1:]) else value
 
 
@@ -404,13 +437,16 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _json_object(line: str):
+def _json_object(line: str) -> dict:
+    """The object on a JSON line, its keys free of lone surrogates (an escape such as ``"\\ud83d"``)."""
     try:
         obj = json.loads(line)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
+    if any(map(_DAMAGED.search, obj)):
+        obj = {_repair(key)[0]: value for key, value in obj.items()}
     return obj
 
 
@@ -419,7 +455,7 @@ def _open_jsonl(path: str, encoding: str) -> TableReader:
     columns: dict[str, None] = {}
     for line in _text_lines(path, encoding):
         try:
-            columns.update(dict.fromkeys(map(str, _json_object(_repair(line)[0]))))
+            columns.update(dict.fromkeys(_json_object(_repair(line)[0])))
         except ValueError:
             continue
         if len(columns) > MAX_COLUMNS:
@@ -438,7 +474,8 @@ def _open_jsonl(path: str, encoding: str) -> TableReader:
             except ValueError as exc:
                 yield Row(number, [line.rstrip("\n")] + [""] * (len(header) - 1), f"invalid JSON: {exc}", damaged)
                 continue
-            yield Row(number, [_cell(obj.get(name)) for name in header], None, damaged)
+            values, escaped = _repair_cells([_cell(obj.get(name)) for name in header])
+            yield Row(number, values, None, damaged or escaped)
 
     return TableReader(path, "jsonl", header, encoding, rows())
 
@@ -527,7 +564,7 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
                          else f"sheet {worksheet.title!r} of {path} has no row {header_row}")
     at = 0 if header_row is not None else _header_at([v for _, v in seen])
     header_line, header = seen[at]
-    header = _unique_names(_trim(header))
+    header = _unique_names(_trim(_repair_cells(header)[0]))
     later = seen[at + 1 :]
     notes = [f"header found on row {header_line}; {at} row(s) above it skipped"] if at else []
 
@@ -537,7 +574,9 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
             for number, values in _chain(later, ((n, _trim([_cell(v) for v in vals])) for n, vals in cells)):
                 if not any(values):
                     continue
-                yield Row(number, _fit(values, width, " "))
+                values, damaged = _repair_cells(values)
+                error = f"expected {width} fields, got {len(values)}" if len(values) > width else None
+                yield Row(number, _fit(values, width, " "), error, damaged)
         except Exception as exc:
             raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {_reason(exc)}") from None
         finally:
@@ -581,11 +620,29 @@ def _open_parquet(path: str) -> TableReader:
     def rows() -> Iterator[Row]:
         number = 0
         for batch in parquet.iter_batches(batch_size=4096):
-            for record in zip(*(column.to_pylist() for column in batch.columns)):
+            decoded = [_values(column, path) for column in batch.columns]
+            lenient = any(bad for _, bad in decoded)
+            for record in zip(*(values for values, _ in decoded)):
                 number += 1
-                yield Row(number, [_cell(v) for v in record])
+                values = [_cell(v) for v in record]
+                values, damaged = _repair_cells(values) if lenient else (values, False)
+                yield Row(number, values, damaged=damaged)
 
     return TableReader(path, "parquet", header, None, rows(), types=types)
+
+
+def _values(column, path: str) -> tuple[list, bool]:
+    """A Parquet column's values, and whether some of its strings are not valid UTF-8 (a tool
+    that does not check them wrote the file): their bad bytes come back as lone surrogates."""
+    import pyarrow as pa
+
+    try:
+        return column.to_pylist(), False
+    except UnicodeDecodeError:
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            raise TableError(f"{path}: a {column.type} column holds text that is not valid UTF-8") from None
+    raw = column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+    return [None if v is None else v.decode("utf-8", "surrogateescape") for v in raw.to_pylist()], True
 
 
 def _restorable(arrow_type) -> bool:
@@ -724,6 +781,8 @@ class TableWriter:
             return action(*args)
         except OSError as exc:
             self.abort()
+            if isinstance(exc, BrokenPipeError) and self.path == "-":
+                raise  # the reader of stdout has gone (``| head``): the caller ends the run quietly
             reason = "no space left on the device" if exc.errno == 28 else exc.strerror or str(exc)
             raise TableError(f"cannot write {self.path}: {reason}") from None
 

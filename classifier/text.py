@@ -3,8 +3,9 @@
 ``normalize`` is the first step of the one path every message takes, in training and
 in prediction alike:
 
-1. Unicode NFKC (full-width letters, digits and punctuation become half-width), HTML tags
-   removed (some exports hold HTML), control characters and whitespace runs to one space;
+1. lone surrogates (undecodable bytes, half of a broken pair) to U+FFFD, Unicode NFKC
+   (full-width letters, digits and punctuation become half-width), HTML tags removed (some
+   exports hold HTML), control characters and whitespace runs to one space;
 2. traditional to simplified Chinese (OpenCC ``t2s``);
 3. repair of look-alike characters seen in scraped text (``resources/lookalikes.tsv``);
 4. Latin letters to lower case (placeholders stay upper case);
@@ -40,6 +41,7 @@ _REPEATED_PUNCT = re.compile(r"([!?.,~。！？，、…~～=\-_*#])\1+")
 _SPACES = re.compile(r"\s+")
 _BLANKS = re.compile(r" +")
 _UPPER = re.compile(r"[A-Z]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # no encoder takes one: OpenCC and UTF-32 would raise
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _SEPARATOR = "\n"  # never left inside a message after step 1, so it can join a chunk
 
@@ -68,11 +70,21 @@ def _converter():
     return opencc.OpenCC("t2s")
 
 
+def repair(text: str) -> tuple[str, bool]:
+    """``text`` with every lone surrogate as U+FFFD, and whether it held one.
+
+    Text gets lone surrogates from bytes not valid in its encoding (read with ``surrogateescape``)
+    or from an escape of half a surrogate pair (JSON ``"\\ud83d"``); no encoder accepts them."""
+    if _SURROGATE.search(text):
+        return _SURROGATE.sub("\ufffd", text), True
+    return text, False
+
+
 def _clean(text: str) -> str:
-    """Step 1: NFKC, tags, control characters and whitespace (one line, no separator left)."""
+    """Step 1: surrogates, NFKC, tags, control characters and whitespace (one line, no separator left)."""
     if not isinstance(text, str):
         raise TypeError(f"expected str, got {type(text).__name__}")
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", repair(text)[0])
     return _SPACES.sub(" ", _CONTROL.sub(" ", _HTML_TAG.sub(" ", text)))
 
 

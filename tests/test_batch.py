@@ -183,6 +183,21 @@ def test_malformed_rows_are_kept_with_line_numbers(tmp_path, model):
     assert summary.rows_read == 5
 
 
+def test_xlsx_row_with_more_cells_than_the_header_is_an_error_row(tmp_path, model):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["会话ID", "发送方", "聊天内容"])
+    book.active.append(["s1", "买家", "好的谢谢", "备注：已退款"])
+    book.active.append(["s2", "买家", "还没发货"])
+    book.save(tmp_path / "in.xlsx")
+    summary = run(model, tmp_path / "in.xlsx", tmp_path / "out.csv")
+    rows = read_csv(tmp_path / "out.csv")
+    assert [r["status"] for r in rows] == ["error:expected 3 fields; got 4", "ok"]  # as a CSV line with one too many
+    assert rows[0]["聊天内容"] == "好的谢谢 备注：已退款" and rows[0]["label"] == ""  # kept, not labelled
+    assert summary.labelled == 1
+
+
 def test_empty_and_header_only_files(tmp_path, model):
     (tmp_path / "empty.csv").write_bytes(b"")
     with pytest.raises(TableError, match="empty"):
@@ -212,6 +227,16 @@ def test_max_chars_marks_truncated(tmp_path, model):
     src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货" * 100], ["好"]])
     run(model, src, tmp_path / "o.csv", max_chars=50)
     assert [r["status"] for r in read_csv(tmp_path / "o.csv")] == ["truncated", "ok"]
+
+
+def test_damaged_and_truncated_row_shows_both(tmp_path, model):
+    src = tmp_path / "in.csv"
+    src.write_bytes("内容\n".encode() + ("还没发货" * 100).encode() + b"\xff\n" + "好".encode() + b"\xff\n"
+                    + ("还没发货" * 100 + "\n").encode())
+    summary = run(model, src, tmp_path / "o.csv", max_chars=50, encoding="utf-8")
+    assert [r["status"] for r in read_csv(tmp_path / "o.csv")] == ["truncated_decoding_errors", "ok_decoding_errors",
+                                                                   "truncated"]
+    assert (summary.labelled, summary.truncated, summary.damaged) == (3, 2, 2)
 
 
 def test_redact(tmp_path, model):

@@ -82,3 +82,12 @@ def test_empty_parquet_output_has_the_schema(tmp_path):
         pass
     schema = pq.read_schema(tmp_path / "empty.parquet")
     assert [(f.name, f.type) for f in schema] == [("a", pa.string()), ("confidence", pa.float64())]
+
+
+def test_strings_that_are_not_utf8_are_marked_not_fatal(tmp_path, model):
+    text = pa.array([b"\xed\xa0\xbd " + "假货".encode(), "还没发货".encode()], pa.binary()).view(pa.string())
+    pq.write_table(pa.table({"聊天内容": text}), tmp_path / "in.parquet")  # as a tool that checks nothing writes it
+    label_table(tmp_path / "in.parquet", tmp_path / "out.parquet", model, jobs=1).check()
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out["聊天内容"].to_pylist() == ["\ufffd\ufffd\ufffd 假货", "还没发货"]
+    assert out["status"].to_pylist() == ["ok_decoding_errors", "ok"]

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier import LABELS, artifact
+from classifier import LABELS, artifact, tabular
 from classifier.batch import LABEL_COLUMNS
 from classifier.cli import main
 from classifier.tabular import neutralise, read_table
@@ -267,6 +267,28 @@ def test_wrong_explicit_encoding_keeps_every_row(capsys, tmp_path):
     label(capsys, tmp_path, src, ["id", "text"], rows, "--encoding", "utf-8")
 
 
+def test_gb18030_after_an_ascii_prefix_longer_than_the_sample(capsys, tmp_path):
+    header = ["id", "text"]
+    rows = [[str(i), f"order {i} ok"] for i in range(8000)] + [["8000", "还没发货"], ["8001", "快递丢了"]]
+    src = write_csv(tmp_path / "in.csv", header, [])
+    with open(src, "a", encoding="gb18030", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    assert src.read_bytes()[: 2 * tabular.SAMPLE_BYTES].isascii()
+    out = label(capsys, tmp_path, src, header, rows)
+    assert {r["status"] for r in out} == {"ok"} and out[-2]["label"] == "late_shipment"
+
+
+def test_ascii_prefix_beyond_the_search_is_read_as_utf8_and_the_damage_shown(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(tabular, "MAX_ASCII_PREFIX", 2 * tabular.SAMPLE_BYTES)
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"id,text\n" + b"".join(b"%d,order %d ok\n" % (i, i) for i in range(12000))
+                    + "12000,还没发货\n".encode("gb18030"))
+    assert tabular.detect_encoding(src) == "utf-8"
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "out.csv", "--jobs", "1")
+    assert code == 0 and "1 row(s) held bytes that are not valid utf-8" in err and "--encoding" in err
+    assert read_output(tmp_path / "out.csv")[-1][-1] == "ok_decoding_errors"
+
+
 # -- long lines and quotes --------------------------------------------------------------------
 def test_megabyte_quoted_field_with_commas_quotes_and_newlines(capsys, tmp_path):
     big = ('他说"还没发货",我说：\n好的，' * (MB // 14))[:MB]
@@ -366,6 +388,14 @@ def test_duplicate_headers(capsys, tmp_path):
     out = label(capsys, tmp_path, src, None, rows, out_header=["内容", "内容.2", "内容.1", "input_label"])
     assert [r["status"] for r in out] == ["ok", "empty"]  # the first 内容 is the text column
     assert out[0]["label"] == "late_shipment"
+
+
+def test_title_lines_above_the_header_are_skipped_and_said(capsys, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("2026年11月 聊天导出\n\n会话ID,发送方,聊天内容\ns1,买家,还没发货\n", encoding="utf-8")
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "out.csv", "--jobs", "1")
+    assert code == 0 and "note: header found on line 3; 2 line(s) above it skipped" in err
+    assert [row[2] for row in read_output(tmp_path / "out.csv")] == ["聊天内容", "还没发货"]
 
 
 # -- NaN-like cells ---------------------------------------------------------------------------
@@ -677,6 +707,62 @@ def test_rows_with_undecodable_bytes_are_marked_and_counted(capsys, tmp_path, fm
     assert "note: 2 row(s) held bytes that are not valid utf-8" in err
 
 
+# -- lone surrogates: a broken escape or undecodable bytes never end a run -----------------------
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_json_escapes_of_lone_surrogates_are_marked_not_fatal(capsys, tmp_path, jobs):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "1", "text": "\\ud83d 假货"}\n'
+                   '{"id": "2", "text": "\\ud83d\\ude00 还没发货"}\n'  # a whole pair is one character
+                   '{"id": "3", "text": "好的", "extra": {"note": "\\udfff"}}\n'
+                   '{"id": "4", "\\udc80": "x", "text": "快递丢了"}\n', encoding="utf-8")
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "out.csv", "--jobs", jobs)
+    assert code == 0, err
+    table = read_output(tmp_path / "out.csv")
+    assert table[0][:4] == ["id", "text", "extra", "\ufffd"]
+    assert [row[:4] for row in table[1:]] == [["1", "\ufffd 假货", "", ""], ["2", "😀 还没发货", "", ""],
+                                              ["3", "好的", '{"note": "\ufffd"}', ""], ["4", "快递丢了", "", "x"]]
+    assert [row[-1] for row in table[1:]] == ["ok_decoding_errors", "ok", "ok_decoding_errors", "ok"]
+    assert "note: 2 row(s) held bytes that are not valid utf-8" in err
+
+
+def test_console_script_predict_with_undecodable_bytes_in_stdin_and_arguments():
+    result = script("predict", "--json", "-", stdin="好的\n".encode("utf-8") + b"\xff\xfe" + "假货\n".encode("utf-8"))
+    assert result.returncode == 0, result.err
+    records = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+    assert [(r["text"], r["status"]) for r in records] == [("好的", "ok"), ("\ufffd\ufffd假货", "ok_decoding_errors")]
+    assert records[1]["label"] in LABELS
+    result = subprocess.run([str(SCRIPT), "predict", b"\xff\xfe" + "假货".encode("utf-8")], capture_output=True,
+                            timeout=60, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    out = result.stdout.decode("utf-8")
+    assert result.returncode == 0 and not result.stderr
+    assert "消息：\ufffd\ufffd假货" in out and "无法识别的字节" in out
+
+
+def test_library_labels_text_with_lone_surrogates(model):
+    texts = ["\ud83d 假货", "\udcff" + "还没发货" * 600, "好的"]
+    assert [p.status for p in model.classify(texts)] == ["ok_decoding_errors", "truncated_decoding_errors", "ok"]
+    assert len(model.predict(texts)) == 3 and model.decide(texts).label.shape == (3,)
+
+
+# -- stdout closed early (``| head``) ------------------------------------------------------------
+@pytest.mark.parametrize("command", ["label", "predict"])
+def test_closed_stdout_pipe_ends_the_run_quietly(tmp_path, command):
+    texts = [f"第{i}条 还没发货，怎么回事" for i in range(3000)]  # far more output than a pipe holds
+    if command == "label":
+        args = ["label", write_csv(tmp_path / "in.csv", ["内容"], [[t] for t in texts]), "-o", "-", "-q", "--jobs", "2"]
+    else:
+        args = ["predict", "--json", "-"]
+    proc = subprocess.Popen([str(SCRIPT), *map(str, args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    if command == "predict":
+        proc.stdin.write("".join(t + "\n" for t in texts).encode("utf-8"))
+    proc.stdin.close()
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode("utf-8", "replace")
+    assert proc.wait(timeout=60) == 0 and err == ""  # no error, no "Exception ignored … BrokenPipeError"
+
+
 # -- formulas from the input are text in every output -------------------------------------------
 FORMULA_HEADER = ["=HYPERLINK(\"http://x.cn\",\"点这里\")", "会话ID", "发送方", "内容", "@SUM(A1)"]
 FORMULA_ROWS = [["=1+1", "=cmd|' /C calc'!A0", "买家", "=HYPERLINK(\"http://x.cn\",\"退款\") 还没发货", "+1"],
@@ -711,3 +797,21 @@ def test_formulas_in_headers_and_cells_are_text_in_labels_conversations_and_revi
     assert labelled.iloc[:, :5].values.tolist() == FORMULA_ROWS
     assert sorted(review.iloc[:, :5].values.tolist()) == sorted(FORMULA_ROWS)
     assert set(read_table(conversations)["conversation_id"]) == {"=cmd|' /C calc'!A0", "@c2"}
+
+
+def test_leading_apostrophe_in_a_table_we_did_not_write_is_kept(capsys, tmp_path):
+    header = ["会话ID", "发送方", "聊天内容"]
+    rows = [["s1", "买家", "'-_-' 无语"], ["'s2", "买家", "'=1+1 还没发货"], ["s3", "'买家", "''+1 好的"]]
+    src = write_csv(tmp_path / "in.csv", header, rows)
+    out = label(capsys, tmp_path, src, header, rows)  # every cell as the buyer's export holds it
+    assert [r["status"] for r in out] == ["ok", "ok", "not_buyer"]
+    assert read_table(src).values.tolist() == rows  # as evaluate and train --extra read a table from elsewhere
+
+
+def test_our_outputs_are_recognised_as_ours():
+    from classifier.batch import CONVERSATION_OUTPUT_COLUMNS, output_columns
+    from classifier.sampling import SHEET_COLUMNS
+
+    assert tabular.is_own_output(output_columns(["内容"])) and tabular.is_own_output(CONVERSATION_OUTPUT_COLUMNS)
+    assert tabular.is_own_output(["内容"] + SHEET_COLUMNS)
+    assert not tabular.is_own_output(["text", "label", "status", "correct_label", "confidence"])

@@ -1,6 +1,6 @@
 import pytest
 
-from classifier.text import normalize
+from classifier.text import normalize, normalize_many
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,8 @@ def test_placeholders_survive_a_second_pass():
 def test_rejects_non_string():
     with pytest.raises(TypeError):
         normalize(None)
+
+
+def test_lone_surrogates_become_replacement_characters():
+    assert normalize("\ud83d 假货\udcff") == "\ufffd 假货\ufffd"
+    assert normalize_many(["\udc80還沒發貨", "好的"]) == ["\ufffd还没发货", "好的"]
