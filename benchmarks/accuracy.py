@@ -3,6 +3,7 @@
     python benchmarks/accuracy.py                  # the shipped configuration
     python benchmarks/accuracy.py --ablation       # one row per change (data/README.md, "Ablation")
     python benchmarks/accuracy.py --curve          # active selection vs random: macro-F1 against real labels used
+    python benchmarks/accuracy.py --gain-from-batch 28   # what real batches >= 28 buy on the earlier real rows
 
 Figures: grouped 5-fold CV (near-duplicates never straddle folds) reported separately over the real and
 the written rows; the real dev set ../shared/eval/dev_real.csv scored with ../shared/tools/score.py
@@ -141,6 +142,24 @@ def _table_row(name: str, row: dict) -> str:
             f"{f('dev_chat_false_alarm')} | {f('cv_real_calibration_error')} |")
 
 
+def gain(corpus, first_batch: int, folds: int) -> None:
+    """Real CV on the real rows of batches before ``first_batch``, without and with the later batches in training."""
+    import pandas as pd
+
+    labelled = pd.read_csv(ROOT / "data" / "real" / "reviews_labelled.csv", dtype=str, keep_default_na=False)
+    later = set(labelled.loc[labelled["batch"].astype(int) >= first_batch, "text"].str.strip())
+    added = ((corpus["source"] == "real") & corpus["text"].isin(later)).to_numpy()
+    without = cross_validate(corpus[~added].reset_index(drop=True), {}, folds=folds)
+    with_added = cross_validate(corpus, {}, folds=folds, train_only=added)
+    result = {"first_batch": first_batch, "added_rows": int(added.sum()), "scored_real_rows": without["real"]["n"]}
+    for name, cv in (("without", without), ("with", with_added)):
+        result[name] = {"real_macro_f1": cv["real"]["macro_f1"], "real_accuracy": cv["real"]["accuracy"],
+                        "dispute_threshold": cv["dispute_threshold"], "chat_false_alarm": cv["chat_false_alarm"]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"gain_from_batch_{first_batch}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
 def curve(corpus, sizes: list[int], seeds: int) -> None:
     """Active selection (``uncertain``) against ``random`` on the real labelled rows (analysis.selection_curve)."""
     from classifier.analysis import selection_curve
@@ -159,6 +178,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000, 2000, 4000])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--gain-from-batch", type=int, metavar="N",
+                        help="CV on the real rows of batches < N, without and with batches >= N in training")
     args = parser.parse_args()
     corpus = load_corpus(DATA)
     if args.ablation:
@@ -168,6 +189,8 @@ def main() -> None:
         ablation(corpus, args.folds, args.only)
     elif args.curve:
         curve(corpus, args.sizes, args.seeds)
+    elif args.gain_from_batch:
+        gain(corpus, args.gain_from_batch, args.folds)
     else:
         row = evaluate(corpus, {}, DEFAULT_REAL_WEIGHT, args.folds)
         print(json.dumps({k: v for k, v in row.items() if k != "dev_per_label"}, indent=1))

@@ -264,7 +264,8 @@ def _fold_scores(params: dict, rows_train, y_train, w_train, rows_test):
 
 
 def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int = 5, seed: int = 0,
-                   real_weight: float = DEFAULT_REAL_WEIGHT, jobs: int | None = None, progress=None) -> dict:
+                   real_weight: float = DEFAULT_REAL_WEIGHT, jobs: int | None = None, progress=None,
+                   train_only=None) -> dict:
     """Grouped, stratified k-fold cross-validation on ``corpus``, calibrated on held-out folds.
 
     Near-duplicates (and augmented variants with their origin) never straddle two folds. Each
@@ -275,7 +276,9 @@ def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int 
     on non-dispute chat turns, the out-of-fold ``probabilities`` / ``predictions`` / ``index`` of
     the scored rows, and the calibration and thresholds chosen on all folds for the final model.
     A ``dispute_threshold`` given in ``params`` is used as it is, not chosen.
-    ``progress(done, folds, seconds)`` is called as folds finish.
+    ``progress(done, folds, seconds)`` is called as folds finish. Rows where the boolean array
+    ``train_only`` is true are in every fold's training (unless their near-duplicates are held out)
+    and never scored, like augmented rows: what adding them buys on the other rows.
     """
     from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedGroupKFold
@@ -291,12 +294,13 @@ def cross_validate(corpus: pd.DataFrame, params: dict | None = None, folds: int 
     key = corpus["origin"].where(corpus["origin"].fillna("") != "", corpus["text"]).tolist()
     groups = duplicate_groups(key)
     weights = sample_weights(corpus, real_weight)
-    scored = np.flatnonzero(source != "augmented")
+    extra = (source == "augmented") | (np.zeros(len(corpus), bool) if train_only is None else np.asarray(train_only))
+    scored = np.flatnonzero(~extra)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold_of = np.full(len(corpus), -1)
     for k, (_, test) in enumerate(splitter.split(scored, labels[scored], groups[scored])):
         fold_of[scored[test]] = k
-    fold_of[source == "augmented"] = -2  # trained on in every fold whose held-out rows do not include its group
+    fold_of[extra] = -2  # trained on in every fold whose held-out rows do not include its group
 
     def fold_inputs():
         for k in range(folds):

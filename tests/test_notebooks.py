@@ -257,6 +257,14 @@ def test_train_reuses_a_given_cross_validation(small_corpus):
                                            "calibration_error", "calibration_error_uncalibrated", "per_label"}
 
 
+def test_train_only_rows_are_trained_on_and_never_scored(small_corpus):
+    added = (small_corpus.index % 4 == 0).to_numpy()
+    cv = cross_validate(small_corpus, {"min_df": 1}, folds=2, train_only=added)
+    assert set(cv["index"]) == set(np.flatnonzero(~added)) and cv["written"]["n"] == int((~added).sum())
+    without = cross_validate(small_corpus[~added].reset_index(drop=True), {"min_df": 1}, folds=2)
+    assert not np.allclose(cv["probabilities"], without["probabilities"])  # the added rows were learnt from
+
+
 def test_label_table_and_per_label_frame(small_corpus):
     table = analysis.label_table(small_corpus)
     assert list(table.index) == list(knowledge.labels())
