@@ -31,7 +31,6 @@ import tempfile
 import zipfile
 from collections import deque
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -700,11 +699,18 @@ def read_table(path, **kwargs):
 
 
 # -- writing ---------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
 def file_mode() -> int:
-    """The permissions a new file gets from the process's umask (temporary files start as 0600)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
+    """The permissions a new file gets from the process's umask (temporary files start as 0600).
+
+    Read from ``/proc/self/status`` where there is one (Linux); elsewhere the umask is set and put
+    back, which is the only portable way to read it.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            mask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
     return 0o666 & ~mask
 
 

@@ -17,9 +17,10 @@ def run(capsys, *args):
     return code, out, err
 
 
-def test_outputs_follow_the_umask(tmp_path, capsys):
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_outputs_follow_the_umask(tmp_path, capsys, umask, mode):
     src = write_csv(tmp_path / "in.csv", ["内容"], [["还没发货"]])
-    old = os.umask(0o022)
+    old = os.umask(umask)
     try:
         assert run(capsys, "label", src, "-o", tmp_path / "out.csv", "-q", "--jobs", "1",
                    "--report", tmp_path / "r.html")[0] == 0
@@ -28,7 +29,7 @@ def test_outputs_follow_the_umask(tmp_path, capsys):
     finally:
         os.umask(old)
     for name in ("out.csv", "r.html", "m.npz", "m.json"):
-        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
 
 
 def test_xlsx_to_stdout_is_refused_before_any_work(tmp_path, capsys):
