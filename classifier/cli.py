@@ -430,6 +430,9 @@ def _label_on_dask(args) -> int:
         skipped = ", ".join(f"{k} {v}" for k, v in manifest["statuses"].items() if k not in LABELLED) or "none"
         print(f"parts {len(manifest['parts'])} (failed {len(manifest['failed'])}), rows read {manifest['rows_read']}, "
               f"labelled {manifest['labelled']}, skipped: {skipped}; {manifest['seconds']:.1f}s", file=sys.stderr)
+        for part in manifest["parts"]:
+            for note in part.get("notes", []):
+                print(f"note: {part['input']}: {note}", file=sys.stderr)
         conversations = manifest.get("conversations", {})
         if "conversations" in conversations:
             print(f"conversations labelled {conversations['conversations']} -> "

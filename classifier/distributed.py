@@ -283,7 +283,7 @@ def label_part(part: Part, job: Job) -> tuple[dict, pd.DataFrame | None]:
     counts = {"input": part.name, "output": part.output, "rows_read": summary.rows_read,
               "statuses": dict(sorted(summary.statuses.items())), "labelled": summary.labelled,
               "disputes": summary.disputes, "needs_review": summary.needs_review, "encoding": summary.encoding,
-              "worker": get_worker().address, "seconds": round(time.perf_counter() - started, 2)}
+              "notes": list(reader.notes), "worker": get_worker().address, "seconds": round(time.perf_counter() - started, 2)}
     if not job.by_conversation:
         return counts, None
     return counts, pd.concat(messages, ignore_index=True) if messages else _message_frame()

@@ -250,3 +250,14 @@ def test_parts_without_a_text_column_are_one_clear_error(tmp_path, scheduler, ca
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith("complaint-classifier: error: a.csv: no text column found; columns are: id, amount")
     assert not any("Traceback" in line for line in err)
+
+
+def test_what_the_reader_says_of_a_part_is_in_the_manifest_and_shown(tmp_path, scheduler, capsys):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.csv").write_text("2026年11月 聊天导出\n会话ID,发送方,聊天内容\ns1,买家,还没发货\n", encoding="utf-8")
+    code = main(["label", str(folder), "-o", str(tmp_path / "out"), "--engine", "dask", "--scheduler", scheduler])
+    err = capsys.readouterr().err
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text("utf-8"))
+    assert code == 0 and manifest["parts"][0]["notes"] == ["header found on line 2; 1 line(s) above it skipped"]
+    assert "note: a.csv: header found on line 2" in err
