@@ -500,8 +500,11 @@ def cmd_train(args) -> int:
     _check_outputs(output, str(Path(output).with_suffix(".json")))
     if args.cv_folds < 0 or args.cv_folds == 1:
         raise UsageError(f"--cv-folds must be 0 (skip) or at least 2, got {args.cv_folds}")
-    corpus = load_corpus(args.data or default_data_paths())
     extras = [load_reviewed(path) for path in args.extra]
+    for path, extra in zip(args.extra, extras):
+        if extra.empty:
+            raise UsageError(f"{path}: no row has a correct_label yet: fill in the labels you checked, then train")
+    corpus = load_corpus(args.data or default_data_paths())
     if extras:
         corpus = pd.concat([corpus, *extras], ignore_index=True)
     real_weight = DEFAULT_REAL_WEIGHT if args.real_weight is None else args.real_weight
@@ -547,7 +550,9 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
         return 0
-    print(f"macro-F1 {result['macro_f1']:.3f} over the {result['labels_scored']} labels with >= 5 gold items "
+    headline = ("macro-F1 n/a (no label has 5 gold items)" if result["macro_f1"] is None else
+                f"macro-F1 {result['macro_f1']:.3f} over the {result['labels_scored']} labels with >= 5 gold items")
+    print(f"{headline} "
           f"(all {len([r for r in result['per_label'].values() if r['support']])} labels present: "
           f"{result['macro_f1_all']:.3f}); accuracy {result['accuracy']:.3f}; n={result['n']}"
           + (f"; {result['skipped_unlabelled']} rows without a label skipped" if result["skipped_unlabelled"] else ""))

@@ -90,7 +90,8 @@ class Deadline:
             event = WINDOW_EVENTS[self.window.event]
             return f"{self.window.describe()}；未提供{event}日期，无法计算截止日"
         days_left = (self.last_day - self.today).days
-        state = f"仍可投诉，还剩{days_left}天" if self.is_open else f"已超过投诉期限{-days_left}天"
+        state = ("今天是最后一天，仍可投诉" if days_left == 0 else f"仍可投诉，还剩{days_left}天" if self.is_open
+                 else f"已超过投诉期限{-days_left}天")
         return f"{self.window.describe()}，最后一天 {self.last_day.isoformat()}：{state}"
 
 

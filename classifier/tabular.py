@@ -36,8 +36,9 @@ from typing import Iterator
 
 from .text import repair as _repair
 
-TEXT_COLUMNS = ["text", "message", "content", "msg", "body", "内容", "聊天内容", "消息内容", "消息",
-                "买家留言", "留言", "文本", "评论", "评价内容", "评价", "review", "comment"]
+TEXT_COLUMNS = ["text", "message", "content", "msg", "body", "内容", "聊天内容", "聊天內容", "消息内容", "消息",
+                "聊天记录", "对话内容", "会话内容", "咨询内容", "买家留言", "留言", "文本", "评论", "评论内容", "评价内容",
+                "买家评价", "追评内容", "评价", "review", "comment"]
 ROLE_COLUMNS = ["role", "sender", "sender_type", "speaker", "from", "发送方", "发送者", "发送人", "角色", "身份",
                 "说话人"]
 CONVERSATION_COLUMNS = ["conversation_id", "session_id", "conversation", "session", "chat_id", "dialog_id",
@@ -128,16 +129,17 @@ def _chunk(rows: list[Row], columns: list[str], pd) -> Chunk:
     return Chunk(frame, [row.line for row in rows], [row.error for row in rows], [row.damaged for row in rows])
 
 
-def table_format(path: str | os.PathLike, override: str | None = None) -> str:
-    """The format of ``path`` from ``override`` or its extension."""
+def table_format(path: str | os.PathLike, override: str | None = None, flag: str = "--format") -> str:
+    """The format of ``path`` from ``override`` or its extension (``flag`` is named in the error)."""
     if override:
         if override not in set(FORMATS.values()):
             raise TableError(f"unknown format {override!r}; expected one of: csv, tsv, xlsx, jsonl, parquet")
         return override
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
+        hint = "; an old Excel .xls file: save it as .xlsx first" if suffix in (".xls", ".et") else ""
         raise TableError(f"cannot tell the format of {str(path)!r} from its extension; "
-                         "use .csv, .tsv, .xlsx, .jsonl or .parquet, or pass --format")
+                         f"use .csv, .tsv, .xlsx, .jsonl or .parquet, or pass {flag}{hint}")
     return FORMATS[suffix]
 
 
@@ -199,7 +201,7 @@ def open_table(path, *, fmt: str | None = None, encoding: str | None = None, she
         raise TableError(f"input file not found: {path}")
     if header_row is not None and header_row < 1:
         raise TableError(f"--header-row counts from 1, got {header_row}")
-    fmt = table_format(path, fmt)
+    fmt = table_format(path, fmt, "--input-format")
     if fmt == "xlsx":
         return _open_xlsx(path, sheet, header_row)
     if fmt == "parquet":
@@ -655,9 +657,13 @@ def _restorable(arrow_type) -> bool:
 
 # -- columns ---------------------------------------------------------------------------------------
 def detect_column(columns, candidates: list[str], what: str, required: bool = True) -> str | None:
-    """The first column whose name matches a candidate (case-insensitive), else an error or None."""
-    lowered = {str(c).strip().lower(): c for c in columns}
+    """The first column whose name matches a candidate (exactly, else case-insensitively: of ``text``
+    and ``Text``, ``text`` wins), else an error or None."""
+    exact = {str(c).strip(): c for c in reversed(list(columns))}
+    lowered = {str(c).strip().lower(): c for c in reversed(list(columns))}
     for name in candidates:
+        if name in exact:
+            return exact[name]
         if name.lower() in lowered:
             return lowered[name.lower()]
     if required:

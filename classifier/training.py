@@ -104,7 +104,8 @@ def load_reviewed(path) -> pd.DataFrame:
     """Rows of a reviewed sheet whose ``correct_label`` is filled, as training rows.
 
     Any table with ``correct_label`` and a text column works, including the output of
-    ``label`` or ``sample`` after a person filled in ``correct_label``.
+    ``label`` or ``sample`` after a person filled in ``correct_label``, with a label id (in any
+    case) or its Chinese name (``延迟发货``, ``其他/非纠纷``, ``其他``).
     """
     from .tabular import read_table
 
@@ -116,7 +117,7 @@ def load_reviewed(path) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "text": reviewed[text_column].fillna("").astype(str).str.strip(),
-            "label": reviewed["correct_label"].astype(str).str.strip(),
+            "label": reviewed["correct_label"].astype(str).str.strip().map(_label_id),
             "secondary": "",
             "source": "reviewed",
             "origin": "",
@@ -126,6 +127,14 @@ def load_reviewed(path) -> pd.DataFrame:
     )
     _check_labels(frame, path)
     return frame.reset_index(drop=True)
+
+
+def _label_id(value: str) -> str:
+    """The label id a reviewer meant (an id in any case, or a Chinese name); else ``value`` as it is."""
+    try:
+        return knowledge.info(value.lower() if value.isascii() else value).id
+    except KeyError:
+        return value
 
 
 def _check_labels(frame: pd.DataFrame, path) -> None:
@@ -164,9 +173,14 @@ def scores(y_true, y_pred, labels=None) -> dict:
     the mean F1 over the labels with at least 5 gold items. ``macro_f1_all`` averages every label
     present in ``y_true``; ``labels_scored`` says how many labels the headline covers.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import precision_recall_fscore_support
 
     labels = list(labels or [lab for lab in knowledge.labels() if lab in set(y_true) | set(y_pred)])
+    index = {lab: i for i, lab in enumerate(labels)}
+    confusion = np.zeros((len(labels), len(labels)), dtype=int)
+    for gold, guess in zip(y_true, y_pred):
+        if gold in index and guess in index:
+            confusion[index[gold], index[guess]] += 1
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = [i for i, lab in enumerate(labels) if s[i] > 0]
     frequent = [i for i in present if s[i] >= 5]
@@ -181,7 +195,7 @@ def scores(y_true, y_pred, labels=None) -> dict:
             for i, lab in enumerate(labels)
         },
         "labels": labels,
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion": confusion.tolist(),
     }
 
 
@@ -465,8 +479,10 @@ def evaluate_file(model: ComplaintClassifier, path, text_column: str | None = No
     if not keep.any():
         raise DataError(f"{path}: no row has a label in {label_column!r}")
     predicted = model.predict(table.loc[keep, text_column].fillna("").astype(str).tolist())
-    return {**scores(gold[keep].tolist(), [str(p) for p in predicted]), "label_column": label_column,
-            "skipped_unlabelled": int((~keep).sum())}
+    result = scores(gold[keep].tolist(), [str(p) for p in predicted])
+    if not result["labels_scored"]:
+        result["macro_f1"] = None  # the headline needs a label with 5 gold items
+    return {**result, "label_column": label_column, "skipped_unlabelled": int((~keep).sum())}
 
 
 def _text_column(columns) -> str:

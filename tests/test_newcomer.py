@@ -216,3 +216,42 @@ def test_train_finds_the_project_data_from_another_folder(tmp_path, monkeypatch)
     assert default_data_paths() == [project / "messages", project / "real"]
     with pytest.raises(DataError, match="no training data"):
         load_corpus([])
+
+
+def test_common_chinese_text_headers_and_an_exact_name_first(tmp_path, capsys):
+    from classifier.tabular import TEXT_COLUMNS, detect_column
+
+    for name in ("聊天记录", "对话内容", "咨询内容", "评论内容", "买家评价", "追评内容", "会话内容", "聊天內容"):
+        assert detect_column(["时间", name], TEXT_COLUMNS, "text") == name
+    assert detect_column(["Text", "text"], TEXT_COLUMNS, "text") == "text"
+    assert detect_column(["Text", "id"], TEXT_COLUMNS, "text") == "Text"
+
+
+def test_an_unknown_input_extension_names_the_input_flag(tmp_path, capsys):
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0")
+    code, _, err = run(capsys, "label", tmp_path / "old.xls", "-o", tmp_path / "o.csv")
+    assert code == 2 and "--input-format" in err and "save it as .xlsx" in err
+
+
+def test_train_refuses_a_sheet_with_nothing_reviewed_and_reads_chinese_names(tmp_path, capsys):
+    from classifier.training import load_reviewed
+
+    write_csv(tmp_path / "empty.csv", ["text", "correct_label"], [["还没发货", ""]])
+    code, _, err = run(capsys, "train", "--extra", tmp_path / "empty.csv", "-o", tmp_path / "m.npz", "--cv-folds", "0")
+    assert code == 2 and "no row has a correct_label" in err and not (tmp_path / "m.npz").exists()
+    rows = [["还没发货", "延迟发货"], ["好的", "其他/非纠纷"], ["好评", "其他"], ["假货", "Counterfeit"]]
+    write_csv(tmp_path / "named.csv", ["text", "correct_label"], rows)
+    assert load_reviewed(tmp_path / "named.csv")["label"].tolist() == ["late_shipment", "other", "other", "counterfeit"]
+
+
+def test_evaluate_has_no_headline_without_a_label_of_five_items(tmp_path, capsys):
+    write_csv(tmp_path / "gold.csv", ["text", "label"], [["还没发货呢 都五天了", "late_shipment"]])
+    code, out, _ = run(capsys, "evaluate", tmp_path / "gold.csv")
+    assert code == 0 and out.startswith("macro-F1 n/a")
+    code, out, _ = run(capsys, "evaluate", tmp_path / "gold.csv", "--json")
+    assert json.loads(out)["macro_f1"] is None
+
+
+def test_the_last_day_of_a_complaint_window_is_said_so(capsys):
+    code, out, _ = run(capsys, "predict", "--trade-closed-date", "2026-11-20", "--today", "2026-12-05", "拍了五天了还不发货")
+    assert code == 0 and "今天是最后一天，仍可投诉" in out and "还剩0天" not in out
