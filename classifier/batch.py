@@ -393,10 +393,10 @@ def label_table(
             on_columns(summary.columns)
         while pending:
             flush()
-        if pool is not None:
-            summary.conversation_labels = _write_conversations(pool, conversation_output, output_format, raw_cells)
-            summary.conversations = len(pool)
-            summary.without_conversation = pool.without_id
+    if pool is not None:  # after the labelled file is in place: an interrupted run never leaves only this one
+        summary.conversation_labels = _write_conversations(pool, conversation_output, output_format, raw_cells)
+        summary.conversations = len(pool)
+        summary.without_conversation = pool.without_id
     summary.check()
     return summary
 

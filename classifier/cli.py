@@ -314,7 +314,7 @@ def cmd_label(args) -> int:
     where = "stdout" if args.output == "-" else args.output
     # a file appears only when complete; stdout has had every finished chunk
     kept = "the output on stdout is incomplete" if args.output == "-" else f"nothing written to {args.output}"
-    started = time.perf_counter()
+    started, wall_start = time.perf_counter(), time.time()
     try:
         summary = label_table(
             args.input, args.output, model,
@@ -333,6 +333,8 @@ def cmd_label(args) -> int:
         if isinstance(exc, WorkerError):
             print(f"{PROG}: error: {exc} after {done[0]} rows; {kept}", file=sys.stderr)
             return 1
+        if args.output != "-" and os.path.exists(args.output) and os.path.getmtime(args.output) >= wall_start:
+            kept = f"{args.output} was written, {conversations} was not"  # stopped while writing the conversations
         print(f"interrupted after {done[0]} rows; {kept}", file=sys.stderr)
         raise
     if bar is not None:

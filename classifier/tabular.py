@@ -958,10 +958,14 @@ class TableWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
+        if exc_type is not None:
             self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:  # an interrupt or a full disk while saving: no temporary file is left behind
+            self.abort()
+            raise
 
 
 def check_writable(path: str) -> None:

@@ -365,3 +365,18 @@ def test_killed_run_leaves_no_output_and_no_worker(tmp_path, big_export):
     while not all(gone(pid) for pid in workers):  # they find the main process's end of their pipes closed
         assert time.monotonic() < deadline, "a worker outlived the killed main process"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_an_interrupt_while_the_output_is_saved_leaves_no_file(tmp_path, model, monkeypatch, fmt):
+    from classifier import tabular
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    src = write_csv(tmp_path / "chat.csv", HEADER, CHAT)
+    monkeypatch.setattr(tabular.TableWriter, "_finish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        label_table(src, tmp_path / f"out.{fmt}", model, jobs=1, by_conversation=True,
+                    conversation_output=tmp_path / f"conv.{fmt}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chat.csv"]  # no output, no conversations, no .part
