@@ -544,7 +544,12 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
     if sheet is not None and sheet not in workbook.sheetnames:
         raise TableError(f"no sheet {sheet!r} in {path}; sheets: {', '.join(workbook.sheetnames)}")
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
-    cells = enumerate(worksheet.iter_rows(values_only=True), 1)
+    formulas = _formula_rows(path, worksheet) if _has_formulas(path, worksheet) else None
+    values_of = worksheet.iter_rows(values_only=True)
+    shown = [0]  # formula cells with no saved value, read as their formula text
+    if formulas is not None:
+        values_of = (_with_formulas(values, texts, shown) for values, texts in zip(values_of, formulas))
+    cells = enumerate(values_of, 1)
     seen: list[tuple[int, list[str]]] = []
     try:
         for number, values in cells:
@@ -582,8 +587,46 @@ def _open_xlsx(path: str, sheet: str | None, header_row: int | None) -> TableRea
             raise TableError(f"cannot read sheet {worksheet.title!r} of {path}: {_reason(exc)}") from None
         finally:
             workbook.close()
+        if shown[0]:
+            notes.append(f"{shown[0]} cell(s) held a formula with no saved value (a message typed as =…): "
+                         "their text was read as written")
 
     return TableReader(path, "xlsx", header, None, rows(), sheet_name=worksheet.title, notes=notes)
+
+
+def _has_formulas(path: str, worksheet) -> bool:
+    """Whether the sheet's XML holds any formula (``<f>``), read as a stream."""
+    with zipfile.ZipFile(path) as archive, archive.open(worksheet._worksheet_path) as fh:
+        tail = b""
+        while chunk := fh.read(1 << 20):
+            if b"<f>" in tail + chunk or b"<f " in tail + chunk:
+                return True
+            tail = chunk[-3:]
+    return False
+
+
+def _formula_rows(path: str, worksheet):
+    """The sheet's rows with formulas as their text (``=…``), in step with its rows of values."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True, data_only=False)
+    try:
+        yield from book[worksheet.title].iter_rows(values_only=True)
+    finally:
+        book.close()
+
+
+def _with_formulas(values: tuple, texts: tuple, shown: list) -> tuple:
+    """A row's values, a formula's text standing in for a formula cell that has no saved value
+    (pandas and other writers save a message that starts with ``=`` as a formula)."""
+    if all(v is not None for v in values):
+        return values
+    out = list(values)
+    for k, (value, text) in enumerate(zip(values, texts)):
+        if value is None and isinstance(text, str) and text.startswith("="):
+            out[k] = text
+            shown[0] += 1
+    return tuple(out)
 
 
 def _reason(exc: Exception) -> str:

@@ -815,3 +815,16 @@ def test_our_outputs_are_recognised_as_ours():
     assert tabular.is_own_output(output_columns(["内容"])) and tabular.is_own_output(CONVERSATION_OUTPUT_COLUMNS)
     assert tabular.is_own_output(["内容"] + SHEET_COLUMNS)
     assert not tabular.is_own_output(["text", "label", "status", "correct_label", "confidence"])
+
+
+def test_xlsx_messages_saved_as_formulas_are_read_as_their_text(capsys, tmp_path):
+    """pandas (and other writers) save a cell that starts with ``=`` as a formula with no saved value."""
+    import pandas as pd
+
+    src = tmp_path / "pd.xlsx"
+    messages = ["=_= 还不发货啊", "好的", '=HYPERLINK("http://x.cn","退款")']
+    pd.DataFrame({"发送方": ["买家"] * 3, "聊天内容": messages}).to_excel(src, index=False)
+    code, _, err = cli(capsys, "label", src, "-o", tmp_path / "out.jsonl", "--jobs", "1")
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text("utf-8").splitlines()]
+    assert code == 0 and [r["聊天内容"] for r in rows] == messages and all(r["status"] == "ok" for r in rows)
+    assert "note: 2 cell(s) held a formula with no saved value" in err
