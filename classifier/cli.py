@@ -219,7 +219,8 @@ def _read_messages(args) -> list[str]:
         return args.texts
     if not args.texts and sys.stdin.isatty():
         raise UsageError("give a message, or pipe messages in one per line (TEXT '-')")
-    sys.stdin.reconfigure(errors="surrogateescape")
+    if hasattr(sys.stdin, "reconfigure"):  # a real text stream (not a StringIO handed in by a caller)
+        sys.stdin.reconfigure(errors="surrogateescape")
     return [line.rstrip("\r\n") for line in sys.stdin]
 
 

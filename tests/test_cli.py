@@ -191,3 +191,12 @@ def test_predict_without_text_on_a_terminal_is_an_error(monkeypatch, capsys):
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     assert main(["predict"]) == 2
     assert "give a message" in capsys.readouterr().err
+
+
+def test_predict_reads_a_stdin_that_is_not_a_terminal_stream(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("还没发货\n\n"))
+    assert main(["predict", "--json", "-"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["status"] for r in records] == ["ok", "empty"]
