@@ -17,7 +17,7 @@ import numpy as np
 from . import knowledge
 from .decision import Decisions, Prediction, decide, labelled_status
 from .features import FORM, NO_KNOWN_TERM, Analyzer, SparseRows, Terms, Vectorizer, display, prefixed, text_flags
-from .text import repair
+from .text import SURROGATES
 
 
 class ComplaintClassifier:
@@ -189,7 +189,7 @@ class ComplaintClassifier:
                 top_terms=[t for t, _ in terms[position]],
                 rule=rule,
                 advice=advice,
-                status=labelled_status(len(texts[i]) > self.max_chars, repair(texts[i])[1]),
+                status=labelled_status(len(texts[i]) > self.max_chars, bool(SURROGATES.search(texts[i]))),
             )
         return out
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .text import SURROGATES
 from .text import repair as _repair
 
 TEXT_COLUMNS = ["text", "message", "content", "msg", "body", "内容", "聊天内容", "聊天內容", "消息内容", "消息",
@@ -65,7 +66,6 @@ MAX_COLUMNS = 4096
 PARQUET_ROW_GROUP = 1 << 16   # rows per Parquet row group written
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _RISKY = set(FORMULA_START) | {"'"}  # first characters of a cell that may need the prefix
-_DAMAGED = re.compile("[\ud800-\udfff]")  # lone surrogates: undecodable bytes, half of a broken pair
 _NON_ASCII = re.compile(b"[\x80-\xff]")
 # Columns that only our outputs carry together: a labelled table or conversations file
 # (batch.LABEL_COLUMNS, batch.CONVERSATION_OUTPUT_COLUMNS) and a review sheet (sampling.SHEET_COLUMNS).
@@ -238,7 +238,7 @@ def _text_lines(path: str, encoding: str) -> Iterator[str]:
 
 def _repair_cells(values: list[str]) -> tuple[list[str], bool]:
     """``values`` with lone surrogates as U+FFFD, and whether there were any."""
-    if any(map(_DAMAGED.search, values)):
+    if any(map(SURROGATES.search, values)):
         return [_repair(v)[0] for v in values], True
     return values, False
 
@@ -370,7 +370,7 @@ def _open_delimited(path: str, encoding: str, delimiter: str, fmt: str, header_r
             if not text.strip("\r\n"):
                 continue
             error = "line too long" if any(isinstance(part, _CutLine) for part in lines) else None
-            damaged = bool(_DAMAGED.search(text))
+            damaged = bool(SURROGATES.search(text))
             if damaged:
                 lines = [_repair(part)[0] for part in lines]
                 text = "".join(lines)
@@ -446,7 +446,7 @@ def _json_object(line: str) -> dict:
         raise ValueError("nested too deeply") from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
-    if any(map(_DAMAGED.search, obj)):
+    if any(map(SURROGATES.search, obj)):
         obj = {_repair(key)[0]: value for key, value in obj.items()}
     return obj
 

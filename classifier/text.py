@@ -41,7 +41,7 @@ _REPEATED_PUNCT = re.compile(r"([!?.,~。！？，、…~～=\-_*#])\1+")
 _SPACES = re.compile(r"\s+")
 _BLANKS = re.compile(r" +")
 _UPPER = re.compile(r"[A-Z]+")
-_SURROGATE = re.compile("[\ud800-\udfff]")  # no encoder takes one: OpenCC and UTF-32 would raise
+SURROGATES = re.compile("[\ud800-\udfff]")  # lone surrogates; no encoder takes one: OpenCC and UTF-32 would raise
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _SEPARATOR = "\n"  # never left inside a message after step 1, so it can join a chunk
 
@@ -75,8 +75,8 @@ def repair(text: str) -> tuple[str, bool]:
 
     Text gets lone surrogates from bytes not valid in its encoding (read with ``surrogateescape``)
     or from an escape of half a surrogate pair (JSON ``"\\ud83d"``); no encoder accepts them."""
-    if _SURROGATE.search(text):
-        return _SURROGATE.sub("\ufffd", text), True
+    if SURROGATES.search(text):
+        return SURROGATES.sub("\ufffd", text), True
     return text, False
 
 

@@ -107,12 +107,12 @@ def load_reviewed(path) -> pd.DataFrame:
     ``label`` or ``sample`` after a person filled in ``correct_label``, with a label id (in any
     case) or its Chinese name (``延迟发货``, ``其他/非纠纷``, ``其他``).
     """
-    from .tabular import read_table
+    from .tabular import TEXT_COLUMNS, detect_column, read_table
 
     table = read_table(path)
     if "correct_label" not in table.columns:
         raise DataError(f"{path}: no correct_label column; columns are {list(table.columns)}")
-    text_column = _text_column(table.columns)
+    text_column = detect_column(table.columns, TEXT_COLUMNS, "text")
     reviewed = table[table["correct_label"].fillna("").astype(str).str.strip() != ""]
     frame = pd.DataFrame(
         {
@@ -456,18 +456,19 @@ def evaluate_file(model: ComplaintClassifier, path, text_column: str | None = No
     ``label`` the ``label`` column is the model's guess, never gold: the gold there is
     ``correct_label`` or the input's own label column (``input_label``).
     """
-    from .tabular import check_column, read_table
+    from .tabular import TEXT_COLUMNS, check_column, detect_column, is_own_output, read_table
 
     table = read_table(path)
-    text_column = check_column(table.columns, text_column, "text") if text_column else _text_column(table.columns)
+    text_column = (check_column(table.columns, text_column, "text") if text_column
+                   else detect_column(table.columns, TEXT_COLUMNS, "text"))
     if label_column:
         check_column(table.columns, label_column, "label")
     else:
-        labelled = {"status", "dispute_probability"} <= set(table.columns)
+        labelled = is_own_output(list(table.columns))
         candidates = ("correct_label", "input_label") if labelled else ("correct_label", "label", "gold", "标签")
         label_column = next((c for c in candidates if c in table.columns), None)
         if label_column is None:
-            what = ("it is an output of label, whose label column is the model's guess; fill in correct_label"
+            what = ("this tool wrote it, and its label column is the model's guess; fill in correct_label"
                     if labelled else f"columns are {list(table.columns)}")
             raise DataError(f"{path}: no gold label column ({', '.join(candidates[:2])}): {what}")
     gold = table[label_column].fillna("").astype(str).str.strip()
@@ -485,8 +486,3 @@ def evaluate_file(model: ComplaintClassifier, path, text_column: str | None = No
     return {**result, "label_column": label_column, "skipped_unlabelled": int((~keep).sum())}
 
 
-def _text_column(columns) -> str:
-    """``text`` if the table has it, else the detected message column."""
-    from .tabular import TEXT_COLUMNS, detect_column
-
-    return "text" if "text" in columns else detect_column(columns, TEXT_COLUMNS, "text")
